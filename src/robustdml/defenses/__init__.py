@@ -1,0 +1,8 @@
+"""Training-step strategies: each turns a labelled batch into a loss (DESIGN.md "A defense = ...")."""
+
+from robustdml.defenses.base import DEFENSES, Defense, StepOutput, build_defense
+
+# Importing the modules registers them.
+from robustdml.defenses import natural  # noqa: F401,E402
+
+__all__ = ["DEFENSES", "Defense", "StepOutput", "build_defense"]

@@ -1,0 +1,1 @@
+"""Training engine: configuration, run directories, the training loop."""

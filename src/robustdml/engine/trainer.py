@@ -1,0 +1,268 @@
+"""The training loop: m-per-class batches -> defense step -> optimiser, with crash-safe checkpoints.
+
+What it guarantees:
+- resume from ``checkpoints/last.pt`` continues the exact same sequence of batches and random
+  numbers (sampler reseeded per epoch, mid-epoch position stored, the run generator's state saved);
+- model selection uses the validation split carved from training data, never the test split;
+- a NaN/inf loss or collapsed embeddings stop the run with a clear message, and the last good
+  checkpoint stays on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import torch
+from tqdm.auto import tqdm
+
+from robustdml.defenses import build_defense
+from robustdml.engine.checkpoint import load_checkpoint, save_checkpoint
+from robustdml.engine.config import TrainConfig
+from robustdml.engine.run_dir import RunDirectory
+from robustdml.engine.setup import build_model_for, build_splits, seed_everything, select_device
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf or the embeddings collapsed; the last good checkpoint is kept."""
+
+
+# Mean pairwise distance of unit embeddings below this, for this many steps in a row, is a collapse.
+COLLAPSE_DISTANCE = 1e-3
+COLLAPSE_PATIENCE = 20
+
+
+def mean_pairwise_distance(embeddings: torch.Tensor) -> float:
+    with torch.no_grad():
+        centred = embeddings.float() - embeddings.float().mean(dim=0, keepdim=True)
+        # E||x_i - x_j||^2 = 2 * mean squared deviation from the mean: O(B*D), no B x B matrix.
+        return math.sqrt(max(2.0 * centred.pow(2).sum(dim=1).mean().item(), 0.0))
+
+
+def batches(dataset, sampler, num_workers: int, pin_memory: bool) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (images, labels) for the sampler's index lists; in-memory sets skip per-item collation."""
+    if hasattr(dataset, "get_batch"):
+        for indices in sampler:
+            yield dataset.get_batch(torch.as_tensor(indices))
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                             pin_memory=pin_memory)
+        for images, labels in loader:
+            yield images, labels
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run: RunDirectory, resume: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        self.config = config.resolved()
+        self.run = run
+        self.rank = rank
+        self.world_size = world_size
+        self.is_main = rank == 0
+        self.device = select_device(self.config.device)
+        self.generator = seed_everything(self.config.seed + rank)
+        self.splits = build_splits(self.config)
+        self.model = build_model_for(self.config, self.splits.train.image_shape).to(self.device)
+        if self.config.channels_last and self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.defense = build_defense(self.config.defense, loss=self.config.loss, miner=self.config.miner,
+                                     loss_options=self.config.loss_options, **self.config.defense_options)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.sampler = self._build_sampler()
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.best_val = -math.inf
+        self.total_passes = 0.0
+        self.train_seconds = 0.0
+        self._collapsed_steps = 0
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.amp == "fp16" and self.device.type == "cuda")
+        if self.is_main:
+            self.config.save(run.config_path)
+        if resume and run.last_checkpoint.is_file():
+            self._load(run.last_checkpoint)
+        self._writer = None
+
+    # ----------------------------------------------------------------------------- setup helpers
+    def _build_sampler(self):
+        from robustdml.data import MPerClassBatchSampler
+
+        return MPerClassBatchSampler(self.splits.train.labels, m=self.config.samples_per_class,
+                                     batch_size=self.config.batch_size, num_batches=self.config.steps_per_epoch,
+                                     seed=self.config.seed, rank=self.rank, world_size=self.world_size)
+
+    @property
+    def writer(self):
+        if self._writer is None and self.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.run.tensorboard_dir))
+        return self._writer
+
+    def autocast(self):
+        if self.config.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def _state(self) -> Dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "defense": self.defense.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best_val": self.best_val,
+            "total_passes": self.total_passes,
+            "train_seconds": self.train_seconds,
+            "config": self.config.to_dict(),
+        }
+
+    def save(self, path) -> None:
+        if self.is_main:
+            save_checkpoint(self._state(), path)
+
+    def _load(self, path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.defense.load_state_dict(state.get("defense", {}))
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+        self.step_in_epoch = state["step_in_epoch"]
+        self.global_step = state["global_step"]
+        self.best_val = state["best_val"]
+        self.total_passes = state["total_passes"]
+        self.train_seconds = state["train_seconds"]
+
+    # ----------------------------------------------------------------------------- loop
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.config.channels_last and images.dim() == 4 and self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        self.model.train()
+        with self.autocast():
+            output = self.defense.step(self.model, images, labels, self.generator)
+        loss = output.loss
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; "
+                f"training stopped and the last good checkpoint {self.run.last_checkpoint} was kept. "
+                "Try a lower --lr or --amp none.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self._check_collapse(images)
+        return {"loss": loss.item(), "passes": output.passes, **output.info}
+
+    def _check_collapse(self, images: torch.Tensor) -> None:
+        """Every step is too costly; look at embeddings every 10 steps, in eval mode, without grad."""
+        if self.global_step % 10:
+            return
+        self.model.eval()
+        with torch.no_grad():
+            spread = mean_pairwise_distance(self.model(images))
+        self.model.train()
+        self._collapsed_steps = self._collapsed_steps + 10 if spread < COLLAPSE_DISTANCE else 0
+        if self._collapsed_steps >= COLLAPSE_PATIENCE:
+            raise TrainingDiverged(
+                f"embeddings collapsed (mean pairwise distance {spread:.2e} < {COLLAPSE_DISTANCE}) at epoch "
+                f"{self.epoch + 1}; training stopped and the last good checkpoint {self.run.last_checkpoint} "
+                "was kept. Try a lower --lr, a smaller attack eps, or another miner.")
+
+    def fit(self) -> Dict[str, Any]:
+        config = self.config
+        pin = self.device.type == "cuda"
+        while self.epoch < config.epochs:
+            self.sampler.set_epoch(self.epoch)
+            total = len(self.sampler)
+            stream = itertools.islice(batches(self.splits.train, self.sampler, config.num_workers, pin),
+                                      self.step_in_epoch, None)
+            bar = tqdm(stream, total=total, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{config.epochs}",
+                       disable=not (config.progress and self.is_main), leave=False, dynamic_ncols=True)
+            losses = []
+            epoch_start = time.perf_counter()
+            for images, labels in bar:
+                record = self.train_step(images, labels)
+                losses.append(record["loss"])
+                self.total_passes += record["passes"]
+                self.step_in_epoch += 1
+                self.global_step += 1
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                if self.is_main and self.global_step % 10 == 0:
+                    self.writer.add_scalar("train/loss", record["loss"], self.global_step)
+                if self.global_step % config.checkpoint_every == 0:
+                    self.train_seconds += time.perf_counter() - epoch_start
+                    epoch_start = time.perf_counter()
+                    self.save(self.run.last_checkpoint)
+            bar.close()
+            self.train_seconds += time.perf_counter() - epoch_start
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self._end_of_epoch(losses)
+        return self.finish()
+
+    def _end_of_epoch(self, losses) -> None:
+        record: Dict[str, Any] = {"epoch": self.epoch, "step": self.global_step,
+                                  "train_loss": float(sum(losses) / max(len(losses), 1)),
+                                  "train_seconds": self.train_seconds, "passes": self.total_passes}
+        if self.splits.val is not None and self.is_main:
+            metrics = self.evaluate(self.splits.val, with_nmi=False)
+            record.update({f"val/{k}": v for k, v in metrics.items()})
+            if metrics["R@1"] > self.best_val:
+                self.best_val = metrics["R@1"]
+                self.save(self.run.best_checkpoint)
+        if self.is_main:
+            self.run.log_metrics(record)
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("epoch", "step"):
+                    self.writer.add_scalar(key if "/" in key else f"train/{key}", value, self.epoch)
+            summary = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
+            tqdm.write(f"epoch {self.epoch}/{self.config.epochs}: {summary}")
+        self.save(self.run.last_checkpoint)
+
+    def evaluate(self, dataset, with_nmi: bool = True) -> Dict[str, float]:
+        from robustdml.evaluation import compute_embeddings, evaluate_embeddings
+
+        embeddings, labels = compute_embeddings(self.model, dataset, batch_size=self.config.eval_batch_size,
+                                                device=self.device, progress=False)
+        return evaluate_embeddings(embeddings, labels, with_nmi=with_nmi)
+
+    def finish(self) -> Dict[str, Any]:
+        """Test-set metrics of the model selected on validation (or the last one without validation)."""
+        selected = "last"
+        if self.splits.val is not None and self.run.best_checkpoint.is_file():
+            self.model.load_state_dict(load_checkpoint(self.run.best_checkpoint, map_location=self.device)["model"])
+            selected = "best-val"
+        results: Dict[str, Any] = {}
+        if self.is_main:
+            test = self.evaluate(self.splits.test)
+            results = {"checkpoint": selected, "epochs": self.epoch, "train_seconds": self.train_seconds,
+                       "passes": self.total_passes, **{f"test/{k}": v for k, v in test.items()}}
+            self.run.write_json("results.json", results)
+            self.run.log_metrics({"final": True, **results})
+            if self._writer is not None:
+                self._writer.close()
+        return results
+
+
+def train(config: TrainConfig, resume_dir: Optional[str] = None) -> Tuple[RunDirectory, Dict[str, Any]]:
+    """Train from ``config`` into a new run directory, or resume the run in ``resume_dir``."""
+    if resume_dir:
+        run = RunDirectory.open(resume_dir)
+        config = TrainConfig.load(run.config_path)
+        trainer = Trainer(config, run, resume=True)
+    else:
+        config = config.resolved()
+        run = RunDirectory.create(config.output, [config.dataset, config.loss, config.defense])
+        trainer = Trainer(config, run)
+    return run, trainer.fit()

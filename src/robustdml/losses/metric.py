@@ -1,0 +1,86 @@
+"""Named metric losses and miners with the seed papers' defaults.
+
+pytorch-metric-learning does the work; this module only fixes names and defaults so that the CLI,
+YAML configs and defenses all say ``triplet`` and mean the same thing (margin 0.2, as published).
+Every loss here expects L2-normalised embeddings (our models always produce them).
+"""
+
+from __future__ import annotations
+
+from pytorch_metric_learning import losses, miners
+
+from robustdml.registry import Registry
+
+LOSSES: Registry = Registry("loss")
+MINERS: Registry = Registry("miner")
+
+# Which tuples a loss consumes: defenses that perturb "the positive" need to know.
+_KIND = {}
+
+
+def _loss(name: str, kind: str):
+    def decorator(builder):
+        _KIND[name] = kind
+        return LOSSES.register(name)(builder)
+
+    return decorator
+
+
+@_loss("contrastive", "pair")
+def _contrastive(margin: float = 1.0, **_):
+    """Hadsell et al.: pull positives together, push negatives beyond ``margin`` (published 1.0)."""
+    return losses.ContrastiveLoss(pos_margin=0.0, neg_margin=margin)
+
+
+@_loss("triplet", "triplet")
+def _triplet(margin: float = 0.2, **_):
+    """Schroff et al.: ``max(0, d(a,p) - d(a,n) + margin)`` with margin 0.2."""
+    return losses.TripletMarginLoss(margin=margin)
+
+
+@_loss("margin", "pair")
+def _margin(margin: float = 0.2, beta: float = 1.2, **_):
+    """Wu et al. 2017 margin loss (fixed beta; pair with distance-weighted mining)."""
+    return losses.MarginLoss(margin=margin, nu=0.0, beta=beta, learn_beta=False)
+
+
+@_loss("multi-similarity", "pair")
+def _multi_similarity(alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, **_):
+    """Wang et al. 2019 multi-similarity loss with its published constants."""
+    return losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
+
+
+def loss_kind(name: str) -> str:
+    """``"pair"`` or ``"triplet"``: the tuples a loss consumes."""
+    LOSSES.get(name)  # raises a helpful error for unknown names
+    return _KIND[name]
+
+
+def build_loss(name: str, **options):
+    return LOSSES.get(name)(**options)
+
+
+@MINERS.register("all")
+def _all(**_):
+    """No mining: the loss uses every valid pair/triplet of the batch."""
+    return None
+
+
+@MINERS.register("distance-weighted")
+def _distance_weighted(cutoff: float = 0.5, nonzero_loss_cutoff: float = 1.4, **_):
+    return miners.DistanceWeightedMiner(cutoff=cutoff, nonzero_loss_cutoff=nonzero_loss_cutoff)
+
+
+@MINERS.register("semihard")
+def _semihard(margin: float = 0.2, **_):
+    return miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
+
+
+@MINERS.register("hardest")
+def _hardest(**_):
+    return miners.BatchHardMiner()
+
+
+def build_miner(name: str, **options):
+    """A PML miner, or ``None`` for ``all`` (PML losses then use every tuple)."""
+    return MINERS.get(name)(**options)
