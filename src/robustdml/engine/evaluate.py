@@ -30,7 +30,7 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
     target = select_device(device)
     state = load_checkpoint(path, map_location=target)
     splits = build_splits(config)
-    model = build_model_for(config, splits.test.image_shape)
+    model = build_model_for(config, splits.test.image_shape, from_checkpoint=True)
     model.load_state_dict(state["model"])
     model.to(target).eval()
     return LoadedRun(run=run, config=config, model=model, splits=splits, device=target)

@@ -76,10 +76,11 @@ def build_splits(config: TrainConfig) -> DataSplits:
     return DataSplits(train=train, val=val, test=test)
 
 
-def build_model_for(config: TrainConfig, image_shape) -> torch.nn.Module:
+def build_model_for(config: TrainConfig, image_shape, from_checkpoint: bool = False) -> torch.nn.Module:
+    """The run's model; ``from_checkpoint`` skips ImageNet weights that a checkpoint will overwrite."""
     from robustdml.models import build_model
 
     options = {}
     if config.model and config.model.startswith("resnet"):
-        options["pretrained"] = config.pretrained
+        options["pretrained"] = "none" if from_checkpoint else config.pretrained
     return build_model(config.model, image_shape, embedding_dim=config.embedding_dim, **options)
