@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from robustdml.defenses import build_defense
 from robustdml.engine.checkpoint import load_checkpoint, save_checkpoint
 from robustdml.engine.config import TrainConfig
+from robustdml.engine.distributed import DistributedContext, init_distributed, shutdown_distributed
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.engine.setup import build_model_for, build_splits, seed_everything, select_device
 
@@ -56,20 +57,26 @@ def batches(dataset, sampler, num_workers: int, pin_memory: bool) -> Iterator[Tu
 
 class Trainer:
     def __init__(self, config: TrainConfig, run: RunDirectory, resume: bool = False,
-                 rank: int = 0, world_size: int = 1):
+                 distributed: Optional[DistributedContext] = None):
         self.config = config.resolved()
         self.run = run
-        self.rank = rank
-        self.world_size = world_size
-        self.is_main = rank == 0
+        self.dist = distributed or DistributedContext()
+        self.rank = self.dist.rank
+        self.world_size = self.dist.world_size
+        self.is_main = self.dist.is_main
         self.device = select_device(self.config.device)
-        self.generator = seed_everything(self.config.seed + rank)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        # Same global seed on every rank (identical initial weights); per-rank stream for adversaries.
+        seed_everything(self.config.seed)
+        self.generator = torch.Generator().manual_seed(self.config.seed + self.rank)
         self.splits = build_splits(self.config)
         self.model = build_model_for(self.config, self.splits.train.image_shape).to(self.device)
         if self.config.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.defense = build_defense(self.config.defense, loss=self.config.loss, miner=self.config.miner,
                                      loss_options=self.config.loss_options, **self.config.defense_options)
+        self.defense.embedding_hook = self.dist.gather_embeddings
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.sampler = self._build_sampler()
@@ -159,6 +166,7 @@ class Trainer:
                 "Try a lower --lr or --amp none.")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.dist.sum_gradients(self.model)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self._check_collapse(images)
@@ -221,6 +229,7 @@ class Trainer:
             if metrics["R@1"] > self.best_val:
                 self.best_val = metrics["R@1"]
                 self.save(self.run.best_checkpoint)
+        self.dist.barrier()
         if self.is_main:
             self.run.log_metrics(record)
             for key, value in record.items():
@@ -252,6 +261,7 @@ class Trainer:
             self.run.log_metrics({"final": True, **results})
             if self._writer is not None:
                 self._writer.close()
+        self.dist.barrier()
         return results
 
 
@@ -260,9 +270,18 @@ def train(config: TrainConfig, resume_dir: Optional[str] = None) -> Tuple[RunDir
     if resume_dir:
         run = RunDirectory.open(resume_dir)
         config = TrainConfig.load(run.config_path)
-        trainer = Trainer(config, run, resume=True)
-    else:
-        config = config.resolved()
-        run = RunDirectory.create(config.output, [config.dataset, config.loss, config.defense])
-        trainer = Trainer(config, run)
-    return run, trainer.fit()
+    config = config.resolved()
+    context = init_distributed(select_device(config.device).type)
+    try:
+        if not resume_dir:
+            path = context.broadcast(str(RunDirectory.create(config.output, [config.dataset, config.loss,
+                                                                              config.defense]).path)
+                                     if context.is_main else None)
+            run = RunDirectory(path)
+        trainer = Trainer(config, run, resume=bool(resume_dir), distributed=context)
+        results = trainer.fit()
+    except BaseException:
+        shutdown_distributed(context, wait_for_peers=False)
+        raise
+    shutdown_distributed(context)
+    return run, results
