@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import random
 import time
 from typing import Any, Dict, Iterator, Optional, Tuple
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -41,6 +43,22 @@ def mean_pairwise_distance(embeddings: torch.Tensor) -> float:
         centred = embeddings.float() - embeddings.float().mean(dim=0, keepdim=True)
         # E||x_i - x_j||^2 = 2 * mean squared deviation from the mean: O(B*D), no B x B matrix.
         return math.sqrt(max(2.0 * centred.pow(2).sum(dim=1).mean().item(), 0.0))
+
+
+def capture_global_rng() -> Dict[str, Any]:
+    """Global RNG states as tensors (loadable with weights_only): libraries such as PML's miners draw
+    from torch's and numpy's global generators, so an exact resume must restore them too."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_pos": int(position), "numpy_gauss": [int(has_gauss), float(cached)],
+            "python": random.getstate()[1], "python_version": random.getstate()[0]}
+
+
+def restore_global_rng(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_gauss"][0], state["numpy_gauss"][1]))
+    random.setstate((state["python_version"], tuple(state["python"]), None))
 
 
 def batches(dataset, sampler, num_workers: int, pin_memory: bool) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
@@ -123,6 +141,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "defense": self.defense.state_dict(),
             "generator": self.generator.get_state(),
+            "global_rng": capture_global_rng(),
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -142,6 +161,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.defense.load_state_dict(state.get("defense", {}))
         self.generator.set_state(state["generator"])
+        if "global_rng" in state:
+            restore_global_rng(state["global_rng"])
         self.epoch = state["epoch"]
         self.step_in_epoch = state["step_in_epoch"]
         self.global_step = state["global_step"]
