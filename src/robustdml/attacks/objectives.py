@@ -1,0 +1,66 @@
+"""Attack objectives: small functions of embeddings that an engine maximises.
+
+Each builder takes the fixed (detached) reference embeddings it needs and returns
+``objective(embeddings) -> (B,)``. Distances are squared Euclidean on unit embeddings.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robustdml.registry import Registry
+
+OBJECTIVES: Registry = Registry("attack objective")
+
+
+def squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).pow(2).sum(dim=-1)
+
+
+def push_from(targets: torch.Tensor):
+    """Maximise the distance to one target per sample (NN attack, embedding shift, GTM, QA-/CA-)."""
+    targets = targets.detach()
+    return lambda embeddings: squared_distance(embeddings, targets)
+
+
+def pull_to(targets: torch.Tensor):
+    """Minimise the distance to one target per sample (targeted attacks, QA+/CA+)."""
+    targets = targets.detach()
+    return lambda embeddings: -squared_distance(embeddings, targets)
+
+
+def pull_to_many(targets: torch.Tensor):
+    """Minimise the mean distance to several targets per sample, ``targets``: (B, T, E) (multi-targeted)."""
+    targets = targets.detach()
+    return lambda embeddings: -squared_distance(embeddings[:, None, :], targets).mean(dim=1)
+
+
+def push_from_many(targets: torch.Tensor):
+    targets = targets.detach()
+    return lambda embeddings: squared_distance(embeddings[:, None, :], targets).mean(dim=1)
+
+
+def cosine_to(targets: torch.Tensor):
+    """Maximise cosine similarity to a target (targeted mismatch attack, TMA)."""
+    targets = torch.nn.functional.normalize(targets.detach(), dim=-1)
+    return lambda embeddings: (torch.nn.functional.normalize(embeddings, dim=-1) * targets).sum(dim=-1)
+
+
+def misrank(positives: torch.Tensor, negatives: torch.Tensor):
+    """Learning-to-misrank (Wang et al. 2020): push the nearest same-class item away and pull the
+    nearest other-class item closer: maximise d(q', p) - d(q', n)."""
+    positives, negatives = positives.detach(), negatives.detach()
+    return lambda embeddings: squared_distance(embeddings, positives) - squared_distance(embeddings, negatives)
+
+
+def translocate(top1: torch.Tensor, kth: torch.Tensor):
+    """Greedy top-1 translocation: move the current top-1 behind the current k-th neighbour:
+    maximise d(q', top1) - d(q', kth)."""
+    top1, kth = top1.detach(), kth.detach()
+    return lambda embeddings: squared_distance(embeddings, top1) - squared_distance(embeddings, kth)
+
+
+for _name, _builder in [("push", push_from), ("pull", pull_to), ("pull-many", pull_to_many),
+                        ("push-many", push_from_many), ("cosine", cosine_to), ("misrank", misrank),
+                        ("translocate", translocate)]:
+    OBJECTIVES.add(_name, _builder)
