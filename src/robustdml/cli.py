@@ -131,6 +131,66 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _float_list(text: str) -> List[float]:
+    """``0.01,0.05,8/255`` -> floats (fractions like 8/255 allowed, as eps are quoted in papers)."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            numerator, _, denominator = part.partition("/")
+            values.append(float(numerator) / float(denominator) if denominator else float(numerator))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {part!r}") from None
+    return values
+
+
+def _add_attack_parser(sub) -> None:
+    from robustdml.attacks.suite import DEFAULT_EPS
+
+    parser = sub.add_parser("attack", help="robustness of a trained run: attacks x eps, ensemble, ERS")
+    parser.add_argument("run_dir")
+    parser.add_argument("--attacks", default="nn", help="comma-separated: nn, es, qa+, qa-, ca+, ca-, tma, ltm, gtm, gtt")
+    parser.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS), help="comma-separated eps list (8/255 ok)")
+    parser.add_argument("--engine", default="pgd", help="pgd | fgsm | apgd | cw")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--step-size", type=_float_list, default=None)
+    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    parser.add_argument("--ers", action="store_true", help="also run the ERS profile (PGD 32 x 3/255 at 8/255 or 77/255)")
+    parser.add_argument("--ers-steps", type=int, help="override the ERS profile's steps")
+    parser.add_argument("--ers-eps", type=_float_list, help="override the ERS profile's eps")
+    parser.add_argument("--max-queries", type=int, default=1000, help="random queries attacked (0 = all); CPU default 1000")
+    parser.add_argument("--no-sanity-checks", action="store_true")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", help="report folder (default RUN_DIR/robustness)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=_cmd_attack)
+
+
+def _cmd_attack(args) -> int:
+    from robustdml.attacks.suite import evaluate_robustness
+    from robustdml.engine.evaluate import load_run
+
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if any(eps < 0 for eps in args.eps):
+        raise ValueError(f"--eps values must be >= 0, got {args.eps}")
+    loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    overrides = {"steps": args.ers_steps, "eps": args.ers_eps[0] if args.ers_eps else None}
+    report = evaluate_robustness(
+        loaded.model, loaded.splits.test, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()],
+        eps_list=args.eps, engine=args.engine, steps=args.steps,
+        step_size=args.step_size[0] if args.step_size else None, norm=args.norm,
+        max_queries=args.max_queries or None, with_ers=args.ers, ers_overrides=overrides,
+        sanity_checks=not args.no_sanity_checks, batch_size=loaded.config.eval_batch_size, device=loaded.device,
+        seed=args.seed, progress=not args.no_progress)
+    folder = report.write(args.output or loaded.run.path / "robustness")
+    print(report.to_markdown())
+    print(f"report written to {folder}")
+    return 0
+
+
 def _add_data_parser(sub) -> None:
     parser = sub.add_parser("data", help="fetch a dataset, or say where to get it")
     parser.add_argument("name", nargs="?", help="dataset name")
@@ -154,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
+    _add_attack_parser(sub)
     _add_data_parser(sub)
     return parser
 
@@ -166,7 +227,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         return args.handler(args)
-    except (ConfigError, UnknownNameError, FileNotFoundError) as error:
+    except (ConfigError, UnknownNameError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

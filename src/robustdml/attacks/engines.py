@@ -119,6 +119,11 @@ class PGD(AttackEngine):
         return adversarial
 
 
+# Objectives such as embedding shift are stationary at the clean input (zero gradient); engines
+# without a random start take their first gradient this small random fraction of eps away.
+JITTER = 1e-3
+
+
 @ENGINES.register("fgsm")
 class FGSM(PGD):
     """One step of size eps from the clean input (Goodfellow et al.)."""
@@ -128,6 +133,11 @@ class FGSM(PGD):
     def __init__(self, eps: float, steps: int = 1, step_size: Optional[float] = None, norm: str = "linf",
                  random_start: bool = False):
         super().__init__(eps, steps=1, step_size=eps if eps > 0 else None, norm=norm, random_start=False)
+
+    def _perturb(self, model, images, objective, generator):
+        start = self.clip(images, images + JITTER * random_init(images, self.eps, self.norm, generator))
+        _, grad = self.gradient(model, start, objective)
+        return self.clip(images, images + self.step_size * ascent_direction(grad, self.norm))
 
 
 @ENGINES.register("apgd")
@@ -212,9 +222,8 @@ class CW(AttackEngine):
 
     def _perturb(self, model, images, objective, generator):
         shape = (-1,) + (1,) * (images.dim() - 1)
-        w = torch.zeros_like(images)
-        if self.random_start:
-            w = random_init(images, 1.0, "linf", generator) * 0.5
+        scale = 0.5 if self.random_start else JITTER
+        w = random_init(images, 1.0, "linf", generator) * scale
         w.requires_grad_(True)
         optimizer = torch.optim.Adam([w], lr=self.step_size)
         best = images.clone()

@@ -191,8 +191,10 @@ def run_sanity_checks(report: RobustnessReport, context, queries, engine: str, s
                 problems.append(f"{attack}: robust R@1 rises from {100 * r_a:.1f} to {100 * r_b:.1f} as eps grows "
                                 f"from {eps_a:.3g} to {eps_b:.3g}")
     probe = queries[: min(len(queries), 200)]
-    unbounded = run_attack("nn", context(build_engine("pgd", eps=UNBOUNDED_EPS, steps=max(steps, 20), norm="linf")),
-                           probe, batch_size=batch_size)
+    # No random start: at eps=1 a random image alone already ruins retrieval, which would hide masked gradients.
+    unbounded_engine = build_engine("pgd", eps=UNBOUNDED_EPS, steps=max(steps, 20), step_size=0.1, norm="linf",
+                                    random_start=False)
+    unbounded = run_attack("nn", context(unbounded_engine), probe, batch_size=batch_size)
     report.settings["unbounded_R@1"] = unbounded["R@1"]
     if unbounded["R@1"] > NEAR_ZERO_R1:
         problems.append(f"an unbounded nearest-neighbour attack (eps={UNBOUNDED_EPS}) leaves R@1 at "

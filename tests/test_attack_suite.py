@@ -1,0 +1,129 @@
+"""Attacks must really hurt a naturally trained model, and the report must tell the truth."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustdml.attacks import build_engine
+from robustdml.attacks.retrieval import AttackContext, run_attack
+from robustdml.attacks.suite import UntrustworthyEvaluation, evaluate_robustness
+from robustdml.cli import main
+from robustdml.evaluation import compute_embeddings
+from robustdml.evaluation.ers import empirical_robustness_score, ers_profile, ers_terms
+
+QUERIES = 120
+
+
+def _nn_r1(model, dataset, engine, eps, steps=5):
+    report = evaluate_robustness(model, dataset, attacks=("nn",), eps_list=(eps,), engine=engine, steps=steps,
+                                 max_queries=QUERIES, sanity_checks=False, progress=False)
+    return report.clean["R@1"], report.rows[0]["R@1"]
+
+
+def test_nn_attack_at_the_published_28px_eps_drives_r1_to_near_zero(natural_fmnist):
+    model, test = natural_fmnist
+    clean, robust = _nn_r1(model, test, "pgd", 77 / 255)
+    assert clean > 0.6
+    assert robust < 0.05
+
+
+@pytest.mark.parametrize("engine", ["fgsm", "pgd", "apgd", "cw"])
+def test_every_engine_lowers_r1(natural_fmnist, engine):
+    model, test = natural_fmnist
+    clean, robust = _nn_r1(model, test, engine, 0.05)
+    assert robust < clean - 0.1, (engine, clean, robust)
+
+
+def test_apgd_is_at_least_as_strong_as_pgd_at_equal_steps(natural_fmnist):
+    model, test = natural_fmnist
+    _, pgd = _nn_r1(model, test, "pgd", 0.03, steps=5)
+    _, apgd = _nn_r1(model, test, "apgd", 0.03, steps=5)
+    assert apgd <= pgd + 0.02
+
+
+def _context(model, test, eps=0.1, steps=5):
+    gallery, labels = compute_embeddings(model, test, progress=False)
+    return AttackContext(model=model, dataset=test, gallery=gallery, labels=labels.numpy(),
+                         engine=build_engine("pgd", eps=eps, steps=steps), device=torch.device("cpu"),
+                         generator=torch.Generator().manual_seed(0))
+
+
+def test_ranking_attacks_move_ranks_the_way_they_claim(natural_fmnist):
+    model, test = natural_fmnist
+    queries = np.arange(0, len(test), 10)[:60]
+    weak = _context(model, test, eps=1e-6, steps=1)   # effectively clean
+    strong = _context(model, test, eps=0.1)
+    for name, key, direction in [("qa+", "QA+", -1), ("ca+", "CA+", -1), ("qa-", "QA-", 1), ("ca-", "CA-", 1)]:
+        before = run_attack(name, weak, queries)[key]
+        after = run_attack(name, strong, queries)[key]
+        assert direction * (after - before) > 5, (name, before, after)  # rank percentile moves by > 5 points
+    assert run_attack("tma", strong, queries)["TMA"] > run_attack("tma", weak, queries)["TMA"] + 0.1
+    shift = run_attack("es", strong, queries)
+    assert shift["ES:D"] > 0.1 and shift["ES:R"] < 100 * run_attack("es", weak, queries)["R@1"]
+
+
+def test_ers_arithmetic_on_hand_made_numbers():
+    perfect = {"CA+": 50, "CA-": 0, "QA+": 50, "QA-": 0, "TMA": 0, "ES:D": 0, "ES:R": 100, "LTM": 100, "GTM": 100,
+               "GTT": 100}
+    assert empirical_robustness_score(perfect) == pytest.approx(100)
+    broken = {"CA+": 0, "CA-": 100, "QA+": 0, "QA-": 100, "TMA": 1, "ES:D": 2, "ES:R": 0, "LTM": 0, "GTM": 0, "GTT": 0}
+    assert empirical_robustness_score(broken) == pytest.approx(0)
+    mixed = {"CA+": 25, "CA-": 40, "QA+": 10, "QA-": 30, "TMA": 0.5, "ES:D": 1.0, "ES:R": 20, "LTM": 30, "GTM": 10,
+             "GTT": 60}
+    # [50, 60, 20, 70, 50, 50, 20, 30, 10, 60] -> 42
+    assert empirical_robustness_score(mixed) == pytest.approx(42.0)
+    assert ers_terms({**mixed, "CA+": 80})["CA+"] == 100  # clipped
+    with pytest.raises(ValueError, match="GTT"):
+        empirical_robustness_score({k: v for k, v in mixed.items() if k != "GTT"})
+
+
+def test_ers_profiles():
+    assert ers_profile(28).eps == pytest.approx(77 / 255) and ers_profile(224).eps == pytest.approx(8 / 255)
+    assert ers_profile(224).steps == 32 and ers_profile(224).step_size == pytest.approx(3 / 255)
+    assert ers_profile(28, steps=8).steps == 8
+
+
+class _GradientMasked(nn.Module):
+    """Quantised input: zero gradients everywhere, the classic way to fake robustness."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(torch.round(x * 4) / 4)
+
+
+def test_sanity_checks_flag_gradient_masking(natural_fmnist):
+    model, test = natural_fmnist
+    with pytest.warns(UntrustworthyEvaluation, match="unbounded"):
+        report = evaluate_robustness(_GradientMasked(model), test, attacks=("nn",), eps_list=(0.05,), steps=3,
+                                     max_queries=60, progress=False)
+    assert any("unbounded" in warning for warning in report.warnings)
+
+
+def test_report_files_and_ensemble_is_the_per_query_worst_case(natural_fmnist, tmp_path):
+    model, test = natural_fmnist
+    report = evaluate_robustness(model, test, attacks=("nn", "gtm"), eps_list=(0.02, 0.05), steps=3,
+                                 max_queries=80, progress=False)
+    assert report.warnings == [], "a healthy model and attack must pass the sanity checks"
+    assert report.settings["unbounded_R@1"] <= 0.05
+    for eps in (0.02, 0.05):
+        per_attack = [row["R@1"] for row in report.rows if row["eps"] == eps]
+        assert report.ensemble[eps] <= min(per_attack) + 1e-9
+    folder = report.write(tmp_path / "robustness")
+    for name in ("robustness.md", "robustness.csv", "robustness.json", "robust_r1_vs_eps.png"):
+        assert (folder / name).stat().st_size > 0
+    assert "ensemble" in json.loads((folder / "robustness.json").read_text())
+
+
+def test_attack_cli_on_a_run(natural_fmnist_run, tmp_path, capsys):
+    code = main(["attack", str(natural_fmnist_run[0]), "--attacks", "nn,es", "--eps", "0.02,8/255", "--steps", "2",
+                 "--max-queries", "40", "--no-sanity-checks", "--no-progress", "--output", str(tmp_path / "r")])
+    assert code == 0
+    assert "| nn | pgd | 0.03137 |" in capsys.readouterr().out
+    assert main(["attack", str(natural_fmnist_run[0]), "--attacks", "bogus"]) == 2
