@@ -48,11 +48,19 @@ class Defense:
         self.loss_fn = build_loss(loss, **(loss_options or {}))
         self.miner = build_miner(miner, **(miner_options or {}))
         self.embedding_hook: Callable = lambda embeddings, labels: (embeddings, labels)
+        self.world_size = 1  # set by the trainer under torch.distributed
 
     def metric_loss(self, embeddings: torch.Tensor, labels: torch.Tensor, indices_tuple=None) -> torch.Tensor:
-        """The configured metric loss, mining on ``embeddings`` unless tuples are given."""
+        """The configured metric loss, mining on ``embeddings`` unless tuples are given.
+
+        Mined losses see the global batch (embeddings gathered across ranks, every rank computing
+        the same loss). Explicit tuples index the local batch: the loss stays local and is divided
+        by the number of ranks, so summed gradients are the mean over ranks.
+        """
+        if indices_tuple is not None:
+            return self.loss_fn(embeddings, labels, indices_tuple) / self.world_size
         embeddings, labels = self.embedding_hook(embeddings, labels)
-        if indices_tuple is None and self.miner is not None:
+        if self.miner is not None:
             indices_tuple = self.miner(embeddings, labels)
         return self.loss_fn(embeddings, labels, indices_tuple)
 

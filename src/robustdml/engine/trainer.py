@@ -95,6 +95,7 @@ class Trainer:
         self.defense = build_defense(self.config.defense, loss=self.config.loss, miner=self.config.miner,
                                      loss_options=self.config.loss_options, **self.config.defense_options)
         self.defense.embedding_hook = self.dist.gather_embeddings
+        self.defense.world_size = self.world_size
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.sampler = self._build_sampler()
