@@ -12,6 +12,8 @@ Conventions (torchattacks / AutoAttack, carried over to embedding objectives):
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from typing import Callable, Optional
 
 import torch
@@ -49,6 +51,18 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / (_flat_norm(grad) + 1e-12)
 
 
+def check_options(eps: float, steps: int, norm: str, step_size: Optional[float] = None) -> None:
+    """Reject impossible attack settings before any work, naming the field and how to fix it."""
+    if not isinstance(eps, numbers.Real) or math.isnan(eps) or eps < 0:
+        raise ValueError(f"eps must be a number >= 0 (a radius in pixel units, e.g. 8/255 = 0.0314), got {eps!r}")
+    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1 (number of gradient steps), got {steps!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if step_size is not None and not step_size > 0:
+        raise ValueError(f"step_size must be > 0 (or None for the engine's default), got {step_size!r}")
+
+
 @contextlib.contextmanager
 def attack_mode(model: torch.nn.Module):
     """Model in eval() during the attack, previous mode restored after."""
@@ -65,14 +79,7 @@ class AttackEngine:
 
     def __init__(self, eps: float, steps: int = 10, step_size: Optional[float] = None, norm: str = "linf",
                  random_start: bool = True):
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        if step_size is not None and step_size <= 0:
-            raise ValueError(f"step_size must be > 0, got {step_size}")
+        check_options(eps=eps, steps=steps, norm=norm, step_size=step_size)
         self.eps, self.steps, self.norm, self.random_start = float(eps), int(steps), norm, random_start
         self.step_size = float(step_size) if step_size is not None else 2.5 * self.eps / self.steps
 
@@ -142,28 +149,40 @@ class FGSM(PGD):
 
 @ENGINES.register("apgd")
 class APGD(AttackEngine):
-    """Auto-PGD (Croce & Hein 2020) on an embedding objective.
+    """Auto-PGD (Croce & Hein, ICML 2020) on an embedding objective, following AutoAttack's code.
 
-    First step 2*eps, momentum 0.75, checkpoints p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06);
-    at a checkpoint the step of a sample is halved when fewer than 75% of the steps since the last
-    checkpoint improved its loss, or when neither its step nor its best loss changed; halving
-    restarts it from its best point. Returns the best iterate of every sample.
+    Step size starts at 2*eps; momentum 0.75 (none on the first step); checkpoints after 22% of the
+    budget, then windows shrinking by 3% of the budget down to 6% (AutoAttack's integer rule, which
+    gives 22, 41, 57, 70, ... for 100 steps). At a checkpoint a sample's step is halved, and the
+    sample restarts from its best point, when
+      1. fewer than ``rho`` (75%) of the steps since the last checkpoint increased its loss over the
+         previous iterate, or
+      2. its step was not halved at the last checkpoint and its best loss has not improved since.
+    Returns the best iterate (highest objective) of every sample, so more steps never hurt.
+    ``steps`` counts the gradient steps; one extra gradient is taken at the starting point.
     """
 
     name = "apgd"
-    rho = 0.75
     momentum = 0.75
 
     def __init__(self, eps: float, steps: int = 10, step_size: Optional[float] = None, norm: str = "linf",
-                 random_start: bool = True):
+                 random_start: bool = True, rho: float = 0.75):
         super().__init__(eps, steps, step_size, norm, random_start)
+        if not 0 < rho <= 1:
+            raise ValueError(f"rho must be in (0, 1] (fraction of steps that must increase the loss), got {rho!r}")
+        self.rho = float(rho)
         self.step_size = float(step_size) if step_size is not None else 2.0 * self.eps
 
-    def checkpoints(self):
-        points = [0, 0.22]
-        while points[-1] < 1:
-            points.append(points[-1] + max(points[-1] - points[-2] - 0.03, 0.06))
-        return sorted({int(round(p * self.steps)) for p in points[1:] if p <= 1})
+    def checkpoints(self) -> list:
+        """Iterations (1-based counts of steps taken) at which the step size is reconsidered."""
+        window = max(int(0.22 * self.steps), 1)
+        shortest, shrink = max(int(0.06 * self.steps), 1), max(int(0.03 * self.steps), 1)
+        points, position = [], window
+        while position <= self.steps:
+            points.append(position)
+            window = max(window - shrink, shortest)
+            position += window
+        return points
 
     def _perturb(self, model, images, objective, generator):
         shape = (-1,) + (1,) * (images.dim() - 1)
@@ -171,13 +190,13 @@ class APGD(AttackEngine):
         current = images.clone()
         if self.random_start:
             current = self.clip(images, images + random_init(images, self.eps, self.norm, generator))
-        step = torch.full((batch,), self.step_size, device=images.device)
+        step = torch.full((batch,), self.step_size, device=images.device, dtype=images.dtype)
         loss, grad = self.gradient(model, current, objective)
-        best_loss, best = loss.clone(), current.clone()
-        best_grad = grad.clone()
-        previous = current.clone()
-        improved_since = torch.zeros(batch, device=images.device)
-        loss_at_checkpoint, step_at_checkpoint = best_loss.clone(), step.clone()
+        best_loss, best, best_grad = loss.clone(), current.clone(), grad.clone()
+        previous, previous_loss = current.clone(), loss.clone()
+        increases = torch.zeros(batch, device=images.device)
+        best_at_checkpoint = best_loss.clone()
+        halved_at_checkpoint = torch.zeros(batch, dtype=torch.bool, device=images.device)
         checkpoints, last_checkpoint = set(self.checkpoints()), 0
         for iteration in range(self.steps):
             z = self.clip(images, current + step.view(shape) * ascent_direction(grad, self.norm))
@@ -185,22 +204,23 @@ class APGD(AttackEngine):
             candidate = self.clip(images, current + momentum * (z - current) + (1 - momentum) * (current - previous))
             previous, current = current, candidate
             loss, grad = self.gradient(model, current, objective)
+            increases += (loss > previous_loss).float()
+            previous_loss = loss
             better = loss > best_loss
-            improved_since += better.float()
             best_loss = torch.where(better, loss, best_loss)
             best = torch.where(better.view(shape), current, best)
             best_grad = torch.where(better.view(shape), grad, best_grad)
             if iteration + 1 in checkpoints:
-                span = iteration + 1 - last_checkpoint
-                too_few = improved_since < self.rho * span
-                stalled = (step == step_at_checkpoint) & (best_loss == loss_at_checkpoint)
-                halve = too_few | stalled
-                step_at_checkpoint = step.clone()
+                window = iteration + 1 - last_checkpoint
+                oscillating = increases <= self.rho * window
+                stalled = ~halved_at_checkpoint & (best_loss <= best_at_checkpoint)
+                halve = oscillating | stalled
                 step = torch.where(halve, step / 2, step)
                 current = torch.where(halve.view(shape), best, current)
                 grad = torch.where(halve.view(shape), best_grad, grad)
-                improved_since.zero_()
-                loss_at_checkpoint = best_loss.clone()
+                halved_at_checkpoint = halve
+                increases.zero_()
+                best_at_checkpoint = best_loss.clone()
                 last_checkpoint = iteration + 1
         return best
 

@@ -53,14 +53,27 @@ def misrank(positives: torch.Tensor, negatives: torch.Tensor):
     return lambda embeddings: squared_distance(embeddings, positives) - squared_distance(embeddings, negatives)
 
 
-def translocate(top1: torch.Tensor, kth: torch.Tensor):
-    """Greedy top-1 translocation: move the current top-1 behind the current k-th neighbour:
-    maximise d(q', top1) - d(q', kth)."""
-    top1, kth = top1.detach(), kth.detach()
-    return lambda embeddings: squared_distance(embeddings, top1) - squared_distance(embeddings, kth)
+def pull_to_mean(targets: torch.Tensor):
+    """Minimise the distance to the mean of several targets per sample, ``targets``: (B, T, E)
+    (multi-targeted towards a class centre, as MDProp's multi-targeted adversaries do)."""
+    centre = targets.detach().mean(dim=1)
+    return lambda embeddings: -squared_distance(embeddings, centre)
+
+
+def translocate(top1: torch.Tensor, keep: torch.Tensor):
+    """Greedy top-1 translocation (RobRank's GTT, our reading): move the current top-1 away while
+    staying close to the query's next neighbours ``keep`` ((B, E) or (B, K, E)), so that the
+    top-1 drops out of the top-k but the rest of the ranking barely changes:
+    maximise d(q', top1) - mean_j d(q', keep_j)."""
+    top1, keep = top1.detach(), keep.detach()
+    if keep.dim() == 2:
+        keep = keep[:, None, :]
+    return lambda embeddings: (squared_distance(embeddings, top1)
+                               - squared_distance(embeddings[:, None, :], keep).mean(dim=1))
 
 
 for _name, _builder in [("push", push_from), ("pull", pull_to), ("pull-many", pull_to_many),
-                        ("push-many", push_from_many), ("cosine", cosine_to), ("misrank", misrank),
+                        ("push-many", push_from_many),
+                        ("pull-mean", pull_to_mean), ("cosine", cosine_to), ("misrank", misrank),
                         ("translocate", translocate)]:
     OBJECTIVES.add(_name, _builder)

@@ -4,18 +4,30 @@ Protocol (honest evaluation, DESIGN.md): the gallery is the CLEAN embedding set 
 dataset; a query is never its own neighbour or target (its own gallery index is excluded);
 perturbed queries are ranked against the clean gallery.
 
-Readings of the published definitions (Zhou et al. ECCV 2020; Zhou & Patel CVPR 2022, "RobRank"):
-- QA+ / CA+: a random candidate (w = m = 1) is pulled to the query / the candidate towards the query;
-  score = rank percentile of the candidate in the query's ranking (robust: ~50%).
-- QA- / CA-: the query's current top-1 is pushed away; score = its rank percentile (robust: ~0%).
+Readings of the published definitions (Zhou et al. ECCV 2020, "Adversarial Ranking Attack and
+Defense"; Zhou & Patel CVPR 2022, "RobRank"); where the papers leave a choice, ours is stated:
+- QA+ (m candidates, default 1 as in ERS): m random other items are chosen per query and the query
+  is pulled towards all of them (mean squared distance, our surrogate of the ranking loss);
+  score = mean rank percentile of the candidates in the perturbed query's ranking (robust: ~50%).
+- QA- (m candidates): the query's current top-m are pushed away; score = their mean rank
+  percentile (clean: ~0%, robust: stays ~0%).
+- CA+ (w queries, default 1): a random candidate is pulled towards w queries (the batch query and
+  w-1 random others); score = mean rank percentile of the moved candidate in those queries'
+  clean-gallery rankings (robust: ~50%).
+- CA- (w queries): the batch query's current top-1 is the candidate; the other w-1 queries are the
+  candidate's own nearest neighbours (queries that rank it highly); it is pushed away from all w;
+  score = its mean rank percentile (robust: ~0%).
 - TMA: the query embedding is pulled towards a random other item (cosine); score = mean cosine.
-- ES: maximise ||f(x') - f(x)||; ES:D = mean shift (in [0,2]), ES:R = R@1 after the attack.
-- LTM: maximise d(q', nearest positive) - d(q', nearest negative); score = R@1 after.
-- GTM: push the query away from its current top-1 neighbour (whatever its class); score = R@1 after.
-- GTT: move the current top-1 behind the current 4th neighbour; score = % of queries whose
-  original top-1 is still in their top-4 after the attack (robust: 100).
+- ES: maximise ||f(x') - f(x)||; ES:D = mean shift (in [0,2]), ES:R = R@1 after the attack (%).
+- LTM: maximise d(q', nearest positive) - d(q', nearest negative); score = R@1 after (%).
+- GTM: push the query away from its current top-1 neighbour (whatever its class); score = R@1 after (%).
+- GTT (k = 4): push the current top-1 away while staying close to neighbours 2..k+1, so the top-1
+  leaves the top-k and the rest of the ranking barely moves; score = R@1 after (%), as for the
+  other R@1-valued ERS terms; "GTT:kept" = % of queries whose original top-1 is still in the top-k.
 - NN (Panum et al., Algorithm 1): queries whose nearest neighbour has their label are pushed away
   from it; already-misranked queries stay clean; score = robust R@1 and mAP@R.
+Rank percentile = % of the gallery (query and candidate excluded) ranked strictly before the
+candidate; a candidate or target is never the query itself.
 """
 
 from __future__ import annotations
@@ -35,6 +47,19 @@ RETRIEVAL_ATTACKS: Registry = Registry("attack")
 GTT_K = 4
 
 
+ATTACK_OPTIONS = ("qa_candidates", "ca_queries", "gtt_k")
+
+
+def check_attack_options(options: Dict[str, object]) -> None:
+    """Reject unknown or non-positive per-attack options, naming them."""
+    unknown = sorted(set(options) - set(ATTACK_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown attack option(s) {unknown}; valid: {', '.join(ATTACK_OPTIONS)}")
+    for name, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"attack option {name} must be an integer >= 1, got {value!r}")
+
+
 def load_images(dataset, indices: np.ndarray) -> torch.Tensor:
     if hasattr(dataset, "get_batch"):
         return dataset.get_batch(indices)[0]
@@ -52,6 +77,12 @@ class AttackContext:
     engine: AttackEngine
     device: torch.device
     generator: torch.Generator
+    qa_candidates: int = 1         # m: candidates per query in QA+/QA-
+    ca_queries: int = 1            # w: queries per candidate in CA+/CA-
+    gtt_k: int = GTT_K             # GTT moves the top-1 out of the top-k
+
+    def __post_init__(self):
+        check_attack_options({name: getattr(self, name) for name in ATTACK_OPTIONS})
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -72,12 +103,17 @@ class AttackContext:
 
 
 def rank_percentile(distances: torch.Tensor, candidate: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Percentage of gallery items (query and candidate excluded) ranked before the candidate."""
-    rows = torch.arange(len(candidate))
-    own = distances[rows, torch.as_tensor(candidate)]
-    ahead = (distances < own[:, None]).float()
-    ahead[rows, torch.as_tensor(query)] = 0.0
-    return (100.0 * ahead.sum(dim=1) / (distances.shape[1] - 2)).numpy()
+    """Percentage of gallery items (query and candidate excluded) ranked before the candidate.
+
+    ``distances``: (B, N) from each query to the gallery; ``candidate``: (B,) or (B, m) gallery
+    indices; returns (B,), the mean over the m candidates of each row.
+    """
+    candidate = torch.as_tensor(np.asarray(candidate).reshape(len(query), -1))
+    rows = torch.arange(len(query))
+    own = distances.gather(1, candidate)                                   # (B, m)
+    ahead = (distances[:, None, :] < own[:, :, None])                      # (B, m, N)
+    ahead[rows, :, torch.as_tensor(query)] = False
+    return (100.0 * ahead.float().sum(dim=2).mean(dim=1) / (distances.shape[1] - 2)).numpy()
 
 
 def _register(name: str):
@@ -123,11 +159,13 @@ def learning_to_misrank(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np
 
 @_register("gtt")
 def greedy_top1_translocation(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    _, neighbours = knn(ctx.gallery[queries], ctx.gallery, GTT_K, exclude_index=queries)
-    adversarial = ctx.perturb(queries, O.translocate, ctx.gallery[neighbours[:, 0]], ctx.gallery[neighbours[:, -1]])
-    _, after = knn(ctx.embed(adversarial), ctx.gallery, GTT_K, exclude_index=queries)
+    k = ctx.gtt_k
+    _, neighbours = knn(ctx.gallery[queries], ctx.gallery, k + 1, exclude_index=queries)
+    adversarial = ctx.perturb(queries, O.translocate, ctx.gallery[neighbours[:, 0]], ctx.gallery[neighbours[:, 1:]])
+    embeddings = ctx.embed(adversarial)
+    _, after = knn(embeddings, ctx.gallery, k, exclude_index=queries)
     kept = (after == neighbours[:, :1]).any(axis=1)
-    return {"GTT": 100.0 * kept}
+    return {"embeddings": embeddings, "GTT:kept": 100.0 * kept}
 
 
 @_register("tma")
@@ -138,46 +176,75 @@ def targeted_mismatch(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.n
     return {"TMA": cosine.numpy()}
 
 
-def _random_others(ctx: AttackContext, queries: np.ndarray) -> np.ndarray:
+def _random_others(ctx: AttackContext, queries: np.ndarray, count: int = 1) -> np.ndarray:
+    """(B,) for count=1, else (B, count): random gallery items, never the query itself."""
     n = len(ctx.labels)
-    offsets = torch.randint(1, n, (len(queries),), generator=ctx.generator).numpy()
-    return (queries + offsets) % n  # never the query itself
+    offsets = torch.randint(1, n, (len(queries), count), generator=ctx.generator).numpy()
+    others = (queries[:, None] + offsets) % n
+    return others[:, 0] if count == 1 else others
 
 
-def _top1(ctx: AttackContext, queries: np.ndarray) -> np.ndarray:
-    return knn(ctx.gallery[queries], ctx.gallery, 1, exclude_index=queries)[1][:, 0]
+def _top(ctx: AttackContext, queries: np.ndarray, count: int = 1) -> np.ndarray:
+    """(B,) for count=1, else (B, count): each query's current top-ranked items, itself excluded."""
+    neighbours = knn(ctx.gallery[queries], ctx.gallery, count, exclude_index=queries)[1]
+    return neighbours[:, 0] if count == 1 else neighbours
+
+
+def _targets(ctx: AttackContext, indices: np.ndarray) -> torch.Tensor:
+    """Clean gallery embeddings of (B,) or (B, m) indices."""
+    return ctx.gallery[torch.as_tensor(indices)]
 
 
 @_register("qa+")
 def query_attack_promote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    candidates = _random_others(ctx, queries)
-    embeddings = ctx.embed(ctx.perturb(queries, O.pull_to, ctx.gallery[candidates]))
+    candidates = _random_others(ctx, queries, ctx.qa_candidates)
+    builder = O.pull_to if candidates.ndim == 1 else O.pull_to_many
+    embeddings = ctx.embed(ctx.perturb(queries, builder, _targets(ctx, candidates)))
     return {"QA+": rank_percentile(ctx.distances(embeddings), candidates, queries)}
 
 
 @_register("qa-")
 def query_attack_demote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    candidates = _top1(ctx, queries)
-    embeddings = ctx.embed(ctx.perturb(queries, O.push_from, ctx.gallery[candidates]))
+    candidates = _top(ctx, queries, ctx.qa_candidates)
+    builder = O.push_from if candidates.ndim == 1 else O.push_from_many
+    embeddings = ctx.embed(ctx.perturb(queries, builder, _targets(ctx, candidates)))
     return {"QA-": rank_percentile(ctx.distances(embeddings), candidates, queries)}
 
 
-def _candidate_attack(ctx: AttackContext, queries: np.ndarray, candidates: np.ndarray, builder) -> np.ndarray:
-    moved = ctx.embed(ctx.perturb(candidates, builder, ctx.gallery[queries]))
-    distances = ctx.distances(ctx.gallery[queries])
-    rows = torch.arange(len(queries))
-    distances[rows, torch.as_tensor(candidates)] = (moved - ctx.gallery[queries]).pow(2).sum(dim=1)
-    return rank_percentile(distances, candidates, queries)
+def _candidate_attack(ctx: AttackContext, attacked: np.ndarray, candidates: np.ndarray, builder) -> np.ndarray:
+    """Perturb each candidate towards/away from its w queries ``attacked`` (B, w); mean rank
+    percentile of the moved candidate in those queries' rankings of the clean gallery."""
+    batch, w = attacked.shape
+    moved = ctx.embed(ctx.perturb(candidates, builder, _targets(ctx, attacked)))          # (B, E)
+    flat_queries = attacked.reshape(-1)
+    flat_candidates = np.repeat(candidates, w)
+    distances = ctx.distances(ctx.gallery[torch.as_tensor(flat_queries)])                 # (B*w, N)
+    rows = torch.arange(batch * w)
+    moved_rows = moved.repeat_interleave(w, dim=0)
+    distances[rows, torch.as_tensor(flat_candidates)] = (moved_rows - ctx.gallery[flat_queries]).pow(2).sum(dim=1)
+    return rank_percentile(distances, flat_candidates, flat_queries).reshape(batch, w).mean(axis=1)
 
 
 @_register("ca+")
 def candidate_attack_promote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    return {"CA+": _candidate_attack(ctx, queries, _random_others(ctx, queries), O.pull_to)}
+    candidates = _random_others(ctx, queries)
+    attacked = queries[:, None]
+    if ctx.ca_queries > 1:
+        extra = _random_others(ctx, candidates, ctx.ca_queries - 1).reshape(len(queries), -1)
+        attacked = np.concatenate([attacked, extra], axis=1)
+    return {"CA+": _candidate_attack(ctx, attacked, candidates, O.pull_to_many)}
 
 
 @_register("ca-")
 def candidate_attack_demote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    return {"CA-": _candidate_attack(ctx, queries, _top1(ctx, queries), O.push_from)}
+    candidates = _top(ctx, queries)
+    attacked = queries[:, None]
+    if ctx.ca_queries > 1:
+        # the candidate's own nearest items (itself and the batch query excluded) rank it highly
+        near = knn(ctx.gallery[candidates], ctx.gallery, ctx.ca_queries, exclude_index=candidates)[1]
+        extra = np.stack([row[row != q][: ctx.ca_queries - 1] for row, q in zip(near, queries)])
+        attacked = np.concatenate([attacked, extra], axis=1)
+    return {"CA-": _candidate_attack(ctx, attacked, candidates, O.push_from_many)}
 
 
 def summarise(name: str, outputs: Dict[str, np.ndarray], ctx: AttackContext, queries: np.ndarray) -> Dict[str, object]:
@@ -192,7 +259,7 @@ def summarise(name: str, outputs: Dict[str, np.ndarray], ctx: AttackContext, que
             summary[key] = float(np.mean(values))
     if name == "es":
         summary["ES:R"] = 100.0 * summary["R@1"]
-    if name in ("ltm", "gtm"):
+    if name in ("ltm", "gtm", "gtt"):
         summary[name.upper()] = 100.0 * summary["R@1"]
     return summary
 

@@ -20,13 +20,14 @@ import torch
 from tqdm.auto import tqdm
 
 from robustdml.attacks.engines import build_engine
-from robustdml.attacks.retrieval import RETRIEVAL_ATTACKS, AttackContext, run_attack
+from robustdml.attacks.retrieval import RETRIEVAL_ATTACKS, AttackContext, check_attack_options, run_attack
 from robustdml.evaluation import compute_embeddings, retrieval_metrics
 from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_profile
 
 DEFAULT_EPS = (0.01, 0.05, 0.1)
 ERS_ATTACKS = ("ca+", "ca-", "qa+", "qa-", "tma", "es", "ltm", "gtm", "gtt")
-RETRIEVAL_METRIC_ATTACKS = ("nn", "es", "ltm", "gtm")
+# Scores shown next to R@1 / mAP@R (the R@1-valued ERS terms would repeat the R@1 column).
+EXTRA_COLUMNS = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "GTT:kept")
 UNBOUNDED_EPS = 1.0
 NEAR_ZERO_R1 = 0.05
 STEP_TOLERANCE = 0.02
@@ -54,7 +55,7 @@ class RobustnessReport:
                  f"({self.settings.get('queries')} queries against {self.settings.get('gallery')} clean items)", "",
                  "| attack | engine | eps | steps | R@1 | mAP@R | other |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for row in self.rows:
-            other = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k in ERS_INPUTS and k not in ("ES:R", "LTM", "GTM"))
+            other = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k in EXTRA_COLUMNS)
             r1 = f"{100 * row['R@1']:.2f}" if "R@1" in row else "-"
             map_r = f"{100 * row['mAP@R']:.2f}" if "mAP@R" in row else "-"
             lines.append(f"| {row['attack']} | {row['engine']} | {row['eps']:.4g} | {row['steps']} | {r1} | {map_r} | {other} |")
@@ -69,7 +70,7 @@ class RobustnessReport:
         return "\n".join(lines) + "\n"
 
     def to_csv(self, path: Path) -> None:
-        keys = ["attack", "engine", "eps", "steps", "R@1", "mAP@R", *ERS_INPUTS]
+        keys = ["attack", "engine", "eps", "steps", "R@1", "mAP@R", *ERS_INPUTS, "GTT:kept"]
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
@@ -121,16 +122,31 @@ def _row(attack: str, engine, summary: Dict[str, object], **extra) -> Dict[str, 
 
 def evaluate_robustness(model: torch.nn.Module, dataset, attacks: Sequence[str] = ("nn",),
                         eps_list: Sequence[float] = DEFAULT_EPS, engine: str = "pgd", steps: int = 10,
-                        step_size: Optional[float] = None, norm: str = "linf", max_queries: Optional[int] = 1000,
+                        step_size: Optional[float] = None, norm: str = "linf", max_queries: Optional[int] = None,
                         with_ers: bool = False, ers_overrides: Optional[Dict[str, object]] = None,
-                        sanity_checks: bool = True, batch_size: int = 256, device="cpu", seed: int = 0,
-                        progress: bool = True) -> RobustnessReport:
-    """Attack ``model`` on ``dataset`` (queries: a seeded random subset of ``max_queries`` items;
-    gallery: the whole clean dataset) with every attack at every eps."""
+                        attack_options: Optional[Dict[str, int]] = None, sanity_checks: bool = True,
+                        batch_size: int = 256, device="cpu", seed: int = 0, progress: bool = True) -> RobustnessReport:
+    """Attack ``model`` on ``dataset`` with every attack at every eps and report the damage.
+
+    Queries: a seeded random subset of ``max_queries`` items (None: all); gallery: the whole CLEAN
+    dataset, each query's own clean copy excluded. Queries are attacked ``batch_size`` at a time;
+    only their embeddings are kept. ``attack_options``: ``qa_candidates`` (m), ``ca_queries`` (w),
+    ``gtt_k`` (see :mod:`robustdml.attacks.retrieval`). Every option is checked before any work.
+    """
     for name in attacks:
         RETRIEVAL_ATTACKS.get(name)
-    if any(eps < 0 for eps in eps_list):
-        raise ValueError(f"eps values must be >= 0, got {list(eps_list)}")
+    if not attacks and not with_ers:
+        raise ValueError("attacks is empty: name at least one attack (e.g. attacks=['nn']) or set with_ers=True")
+    if any(not eps >= 0 for eps in eps_list):
+        raise ValueError(f"eps_list values must be >= 0 (pixel units, e.g. 8/255), got {list(eps_list)}")
+    for eps in eps_list or [0.0]:
+        build_engine(engine, eps=eps, steps=steps, step_size=step_size, norm=norm)
+    if max_queries is not None and max_queries < 1:
+        raise ValueError(f"max_queries must be >= 1 or None (all items), got {max_queries}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    attack_options = dict(attack_options or {})
+    check_attack_options(attack_options)
     device = torch.device(device)
     model = model.to(device)
     gallery, labels = compute_embeddings(model, dataset, batch_size=batch_size, device=device, progress=progress)
@@ -142,11 +158,11 @@ def evaluate_robustness(model: torch.nn.Module, dataset, attacks: Sequence[str] 
     report = RobustnessReport(clean={k: clean[k] for k in ("R@1", "mAP@R")},
                               settings={"queries": len(queries), "gallery": len(labels), "engine": engine,
                                         "steps": steps, "norm": norm, "seed": seed, "attacks": list(attacks),
-                                        "eps": list(eps_list)})
+                                        "eps": list(eps_list), "attack_options": attack_options})
 
     def context(engine_instance):
         return AttackContext(model=model, dataset=dataset, gallery=gallery, labels=labels, engine=engine_instance,
-                             device=device, generator=torch.Generator().manual_seed(seed))
+                             device=device, generator=torch.Generator().manual_seed(seed), **attack_options)
 
     jobs = [(name, eps) for eps in eps_list for name in attacks]
     profile = None
