@@ -13,7 +13,6 @@ from robustdml.attacks.retrieval import AttackContext, run_attack
 from robustdml.attacks.suite import UntrustworthyEvaluation, evaluate_robustness
 from robustdml.cli import main
 from robustdml.evaluation import compute_embeddings
-from robustdml.evaluation.ers import empirical_robustness_score, ers_profile, ers_terms
 
 QUERIES = 120
 
@@ -64,27 +63,6 @@ def test_ranking_attacks_move_ranks_the_way_they_claim(natural_fmnist):
     assert run_attack("tma", strong, queries)["TMA"] > run_attack("tma", weak, queries)["TMA"] + 0.1
     shift = run_attack("es", strong, queries)
     assert shift["ES:D"] > 0.1 and shift["ES:R"] < 100 * run_attack("es", weak, queries)["R@1"]
-
-
-def test_ers_arithmetic_on_hand_made_numbers():
-    perfect = {"CA+": 50, "CA-": 0, "QA+": 50, "QA-": 0, "TMA": 0, "ES:D": 0, "ES:R": 100, "LTM": 100, "GTM": 100,
-               "GTT": 100}
-    assert empirical_robustness_score(perfect) == pytest.approx(100)
-    broken = {"CA+": 0, "CA-": 100, "QA+": 0, "QA-": 100, "TMA": 1, "ES:D": 2, "ES:R": 0, "LTM": 0, "GTM": 0, "GTT": 0}
-    assert empirical_robustness_score(broken) == pytest.approx(0)
-    mixed = {"CA+": 25, "CA-": 40, "QA+": 10, "QA-": 30, "TMA": 0.5, "ES:D": 1.0, "ES:R": 20, "LTM": 30, "GTM": 10,
-             "GTT": 60}
-    # [50, 60, 20, 70, 50, 50, 20, 30, 10, 60] -> 42
-    assert empirical_robustness_score(mixed) == pytest.approx(42.0)
-    assert ers_terms({**mixed, "CA+": 80})["CA+"] == 100  # clipped
-    with pytest.raises(ValueError, match="GTT"):
-        empirical_robustness_score({k: v for k, v in mixed.items() if k != "GTT"})
-
-
-def test_ers_profiles():
-    assert ers_profile(28).eps == pytest.approx(77 / 255) and ers_profile(224).eps == pytest.approx(8 / 255)
-    assert ers_profile(224).steps == 32 and ers_profile(224).step_size == pytest.approx(3 / 255)
-    assert ers_profile(28, steps=8).steps == 8
 
 
 class _GradientMasked(nn.Module):

@@ -15,9 +15,10 @@ ERS_INPUTS = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "
 
 
 def ers_terms(scores: Mapping[str, float]) -> Dict[str, float]:
+    """The ten normalised terms (each in [0, 100], 100 = robust), keyed like the inputs."""
     missing = [key for key in ERS_INPUTS if key not in scores]
     if missing:
-        raise ValueError(f"ERS needs scores for {', '.join(missing)}")
+        raise ValueError(f"ERS needs scores for {', '.join(missing)} (run those attacks, e.g. with_ers=True)")
     s = scores
     terms = {
         "CA+": 2 * s["CA+"], "CA-": 100 - s["CA-"], "QA+": 2 * s["QA+"], "QA-": 100 - s["QA-"],
@@ -45,6 +46,10 @@ class ERSProfile:
 
 def ers_profile(image_size: int, **overrides) -> ERSProfile:
     """The profile for inputs of ``image_size`` pixels (<= 32: the 28px profile), with overrides."""
+    valid = ("eps", "steps", "step_size", "engine", "norm")
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown ERS profile override(s) {unknown}; valid: {', '.join(valid)}")
     eps = 77 / 255 if image_size <= 32 else 8 / 255
     values = {"eps": eps, **{k: v for k, v in overrides.items() if v is not None}}
     return ERSProfile(**values)

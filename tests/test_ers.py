@@ -1,0 +1,58 @@
+"""ERS arithmetic on hand-made numbers (RobRank's normalisation) and the published attack profiles."""
+
+import pytest
+
+from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_profile, ers_terms
+
+PERFECT = {"CA+": 50, "CA-": 0, "QA+": 50, "QA-": 0, "TMA": 0, "ES:D": 0, "ES:R": 100, "LTM": 100, "GTM": 100,
+           "GTT": 100}
+BROKEN = {"CA+": 0, "CA-": 100, "QA+": 0, "QA-": 100, "TMA": 1, "ES:D": 2, "ES:R": 0, "LTM": 0, "GTM": 0, "GTT": 0}
+MIXED = {"CA+": 25, "CA-": 40, "QA+": 10, "QA-": 30, "TMA": 0.5, "ES:D": 1.0, "ES:R": 20, "LTM": 30, "GTM": 10,
+         "GTT": 60}
+
+
+def test_an_untouched_model_scores_100_and_a_fully_broken_one_0():
+    assert empirical_robustness_score(PERFECT) == pytest.approx(100)
+    assert empirical_robustness_score(BROKEN) == pytest.approx(0)
+
+
+def test_each_term_follows_the_published_normalisation():
+    terms = ers_terms(MIXED)
+    assert terms == pytest.approx({"CA+": 50, "CA-": 60, "QA+": 20, "QA-": 70, "TMA": 50, "ES:D": 50, "ES:R": 20,
+                                   "LTM": 30, "GTM": 10, "GTT": 60})
+    assert empirical_robustness_score(MIXED) == pytest.approx(42.0)  # mean of the ten terms above
+
+
+def test_only_one_term_moves_when_one_score_moves():
+    # ES:D 0.5 -> 100 * (2 - 0.5) / 2 = 75: +25 on one term of ten -> ERS +2.5
+    assert empirical_robustness_score({**MIXED, "ES:D": 0.5}) == pytest.approx(42.0 + 2.5)
+    # TMA 0.8 -> 20: -30 on one term -> ERS -3
+    assert empirical_robustness_score({**MIXED, "TMA": 0.8}) == pytest.approx(42.0 - 3.0)
+
+
+def test_terms_are_clipped_to_0_100():
+    assert ers_terms({**MIXED, "CA+": 80})["CA+"] == 100  # a candidate pushed below its random rank
+    assert ers_terms({**MIXED, "TMA": -0.5})["TMA"] == 100  # negative cosine
+    assert ers_terms({**MIXED, "ES:D": 2.5})["ES:D"] == 0
+
+
+@pytest.mark.parametrize("missing", ERS_INPUTS)
+def test_a_missing_score_is_named(missing):
+    with pytest.raises(ValueError, match=missing.replace("+", r"\+")):
+        empirical_robustness_score({k: v for k, v in MIXED.items() if k != missing})
+
+
+def test_profiles_follow_the_input_size_and_can_be_overridden():
+    small, large = ers_profile(28), ers_profile(224)
+    assert small.eps == pytest.approx(77 / 255) and large.eps == pytest.approx(8 / 255)
+    for profile in (small, large):
+        assert (profile.engine, profile.norm, profile.steps) == ("pgd", "linf", 32)
+        assert profile.step_size == pytest.approx(3 / 255)
+    assert ers_profile(28, steps=8).steps == 8
+    assert ers_profile(224, eps=0.01).eps == 0.01
+    assert ers_profile(224, eps=None).eps == pytest.approx(8 / 255)  # None = keep the published value
+
+
+def test_an_unknown_profile_override_is_named():
+    with pytest.raises(ValueError, match="stepz"):
+        ers_profile(28, stepz=3)
