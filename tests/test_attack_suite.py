@@ -105,3 +105,67 @@ def test_attack_cli_on_a_run(natural_fmnist_run, tmp_path, capsys):
     assert code == 0
     assert "| nn | pgd | 0.03137 |" in capsys.readouterr().out
     assert main(["attack", str(natural_fmnist_run[0]), "--attacks", "bogus"]) == 2
+
+
+def test_gtt_moves_the_top1_out_of_the_top_k_and_keeps_the_rest_close(natural_fmnist):
+    model, test = natural_fmnist
+    queries = np.arange(0, len(test), 10)[:60]
+    weak, strong = _context(model, test, eps=1e-6, steps=1), _context(model, test, eps=0.1, steps=10)
+    before, after = run_attack("gtt", weak, queries), run_attack("gtt", strong, queries)
+    assert before["GTT:kept"] == pytest.approx(100.0)
+    assert after["GTT:kept"] < 30, after
+    assert after["GTT"] == pytest.approx(100 * after["R@1"])
+    # staying close to neighbours 2..k+1 keeps retrieval partly intact, unlike GTM's blind push
+    assert after["R@1"] >= run_attack("gtm", strong, queries)["R@1"]
+
+
+def test_qa_with_several_candidates_and_ca_with_several_queries(natural_fmnist):
+    model, test = natural_fmnist
+    queries = np.arange(0, len(test), 10)[:40]
+    weak, strong = _context(model, test, eps=1e-6, steps=1), _context(model, test, eps=0.1)
+    for context in (weak, strong):
+        context.qa_candidates, context.ca_queries = 3, 3
+    for name, key, direction in [("qa+", "QA+", -1), ("qa-", "QA-", 1), ("ca+", "CA+", -1), ("ca-", "CA-", 1)]:
+        before, after = run_attack(name, weak, queries)[key], run_attack(name, strong, queries)[key]
+        assert direction * (after - before) > 5, (name, before, after)
+        if name == "qa-":
+            assert before < 1.0  # the clean top-3 rank at the very top
+
+
+def test_bad_suite_options_fail_before_any_work(natural_fmnist):
+    model, test = natural_fmnist
+    for kwargs, fragment in [({"attacks": ("bogus",)}, "bogus"), ({"eps_list": (-0.1,)}, "eps"),
+                             ({"engine": "bim"}, "bim"), ({"steps": 0}, "steps"), ({"norm": "l1"}, "norm"),
+                             ({"max_queries": 0}, "max_queries"), ({"attack_options": {"m": 2}}, "m"),
+                             ({"attack_options": {"gtt_k": 0}}, "gtt_k"), ({"attacks": ()}, "attacks")]:
+        with pytest.raises(ValueError, match=fragment):
+            evaluate_robustness(model, test, progress=False, **kwargs)
+
+
+def test_robust_r1_falls_with_eps_and_the_ensemble_is_no_better_than_any_attack(natural_fmnist):
+    model, test = natural_fmnist
+    report = evaluate_robustness(model, test, attacks=("nn", "gtt"), eps_list=(0.0, 0.01, 0.05), steps=3,
+                                 max_queries=60, sanity_checks=False, progress=False)
+    nn_curve = [row["R@1"] for row in report.rows if row["attack"] == "nn"]
+    assert nn_curve[0] == pytest.approx(report.clean["R@1"])  # eps 0 = clean
+    assert nn_curve[0] > nn_curve[1] > nn_curve[2]
+    assert report.ensemble[0.05] <= min(row["R@1"] for row in report.rows if row["eps"] == 0.05)
+    assert "GTT:kept" in report.to_markdown()
+
+
+def test_apgd_reaches_a_higher_embedding_shift_than_pgd_at_equal_steps(natural_fmnist):
+    from robustdml.attacks.objectives import push_from
+    from robustdml.attacks.retrieval import load_images
+
+    model, test = natural_fmnist
+    images = load_images(test, np.arange(0, len(test), 10)[:48])
+    with torch.no_grad():
+        clean = model.eval()(images)
+    objective = push_from(clean)
+    values = {}
+    for name in ("pgd", "apgd"):
+        adversarial = build_engine(name, eps=0.03, steps=10).perturb(model, images, objective,
+                                                                      torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            values[name] = float(objective(model(adversarial)).mean())
+    assert values["apgd"] >= values["pgd"] * 0.98, values
