@@ -1,7 +1,17 @@
 """Attack objectives: small functions of embeddings that an engine maximises.
 
 Each builder takes the fixed (detached) reference embeddings it needs and returns
-``objective(embeddings) -> (B,)``. Distances are squared Euclidean on unit embeddings.
+``objective(embeddings) -> (B,)``; any objective works with any engine. Distances are squared
+Euclidean on unit embeddings; "pull" objectives return negative distances.
+
+Who uses what (see :mod:`robustdml.attacks.retrieval` for the attacks):
+- ``push``       nearest-neighbour push (Panum et al. Alg. 1), embedding shift (from the clean
+                 embedding), GTM, QA- / CA- with one candidate / query;
+- ``push-many``  QA- with m candidates, CA- with w queries;
+- ``pull``       QA+ / CA+ with one candidate / query, single-target attacks;
+- ``pull-many``  QA+ with m candidates, CA+ with w queries, multi-targeted (towards all targets);
+- ``pull-mean``  multi-targeted towards the mean of several targets (e.g. a class centre);
+- ``cosine``     TMA;  ``misrank``  LTM (also the robust-tuple defenses);  ``translocate``  GTT.
 """
 
 from __future__ import annotations
