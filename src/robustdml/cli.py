@@ -120,13 +120,14 @@ def _add_evaluate_parser(sub) -> None:
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
                         help="best (selected on validation) or last checkpoint")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--bn", default="clean", help="batch norm of multi-BN models (MDProp: clean|stax|mtax|uax)")
     parser.set_defaults(handler=_cmd_evaluate)
 
 
 def _cmd_evaluate(args) -> int:
     from robustdml.engine.evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    metrics = evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
 
@@ -162,6 +163,7 @@ def _add_attack_parser(sub) -> None:
     parser.add_argument("--no-sanity-checks", action="store_true")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--bn", default="clean", help="batch norm of multi-BN models (MDProp: clean|stax|mtax|uax)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="report folder (default RUN_DIR/robustness)")
     parser.add_argument("--no-progress", action="store_true")
@@ -176,7 +178,7 @@ def _cmd_attack(args) -> int:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if any(eps < 0 for eps in args.eps):
         raise ValueError(f"--eps values must be >= 0, got {args.eps}")
-    loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
     overrides = {"steps": args.ers_steps, "eps": args.ers_eps[0] if args.ers_eps else None}
     report = evaluate_robustness(
         loaded.model, loaded.splits.test, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()],
