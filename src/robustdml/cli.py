@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
@@ -193,6 +194,66 @@ def _cmd_attack(args) -> int:
     return 0
 
 
+def _add_benchmark_parser(sub) -> None:
+    from robustdml.reporting.suites import SUITES
+
+    parser = sub.add_parser("benchmark", help="run a whole experiment protocol and write one report directory")
+    parser.add_argument("suite", choices=SUITES.names())
+    parser.add_argument("--full", action="store_true", help="paper-sized setting (default: CPU-sized)")
+    parser.add_argument("--eta", type=int, help="PGD steps of the training adversaries")
+    parser.add_argument("--epochs", type=int, help="override every run's epochs")
+    parser.add_argument("--output", help="report directory (default reports/<suite>)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=_cmd_benchmark)
+
+
+def _cmd_benchmark(args) -> int:
+    from robustdml.reporting.runner import run_suite
+    from robustdml.reporting.suites import build_suite
+
+    if args.eta is not None and args.eta < 1:
+        raise ValueError(f"--eta must be >= 1, got {args.eta}")
+    suite = build_suite(args.suite, full=args.full, eta=args.eta)
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    folder = run_suite(suite, args.output or f"reports/{args.suite}", device=args.device,
+                       progress=not args.no_progress, overrides=overrides)
+    print((folder / "report.md").read_text())
+    print(f"report written to {folder}/report.md and report.html")
+    return 0
+
+
+def _add_report_parser(sub) -> None:
+    from robustdml.attacks.suite import DEFAULT_EPS
+
+    parser = sub.add_parser("report", help="rebuild a report from run directories, without retraining")
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--output", default="reports/report")
+    parser.add_argument("--attacks", default="nn")
+    parser.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--engine", default="pgd")
+    parser.add_argument("--seeds", type=int, default=1, help="number of attack seeds (mean ± std)")
+    parser.add_argument("--max-queries", type=int, default=300, help="0 = all")
+    parser.add_argument("--ers", action="store_true")
+    parser.add_argument("--ers-steps", type=int)
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(handler=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from robustdml.reporting.report import build_report
+    from robustdml.reporting.suites import AttackProtocol
+
+    protocol = AttackProtocol(attacks=tuple(a.strip() for a in args.attacks.split(",")), eps_list=tuple(args.eps),
+                              steps=args.steps, engine=args.engine, seeds=tuple(range(args.seeds)),
+                              max_queries=args.max_queries or None, with_ers=args.ers, ers_steps=args.ers_steps)
+    folder = build_report([Path(p) for p in args.run_dirs], Path(args.output), protocol=protocol,
+                          command="robustdml report " + " ".join(args.run_dirs), device=args.device)
+    print(f"report written to {folder}/report.md and report.html")
+    return 0
+
+
 def _add_data_parser(sub) -> None:
     parser = sub.add_parser("data", help="fetch a dataset, or say where to get it")
     parser.add_argument("name", nargs="?", help="dataset name")
@@ -217,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
     _add_attack_parser(sub)
+    _add_benchmark_parser(sub)
+    _add_report_parser(sub)
     _add_data_parser(sub)
     return parser
 

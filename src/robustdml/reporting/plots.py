@@ -63,7 +63,8 @@ def embedding_shifts(clean: np.ndarray, adversarial: np.ndarray, labels: np.ndar
     delta = adversarial - clean
     axis.quiver(clean[:, 0], clean[:, 1], delta[:, 0], delta[:, 1], angles="xy", scale_units="xy", scale=1,
                 width=0.004, color="k", alpha=0.6, zorder=3)
-    axis.set(title=title, xlabel="embedding 1", ylabel="embedding 2", aspect="equal")
+    axis.set(title=title, xlabel="embedding 1", ylabel="embedding 2", aspect="equal", xlim=(-1.1, 1.1),
+             ylim=(-1.1, 1.1))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
