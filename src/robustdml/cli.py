@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
@@ -120,13 +121,14 @@ def _add_evaluate_parser(sub) -> None:
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
                         help="best (selected on validation) or last checkpoint")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--bn", default="clean", help="batch norm of multi-BN models (MDProp: clean|stax|mtax|uax)")
     parser.set_defaults(handler=_cmd_evaluate)
 
 
 def _cmd_evaluate(args) -> int:
     from robustdml.engine.evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    metrics = evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
 
@@ -162,6 +164,7 @@ def _add_attack_parser(sub) -> None:
     parser.add_argument("--no-sanity-checks", action="store_true")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--bn", default="clean", help="batch norm of multi-BN models (MDProp: clean|stax|mtax|uax)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="report folder (default RUN_DIR/robustness)")
     parser.add_argument("--no-progress", action="store_true")
@@ -176,7 +179,7 @@ def _cmd_attack(args) -> int:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if any(eps < 0 for eps in args.eps):
         raise ValueError(f"--eps values must be >= 0, got {args.eps}")
-    loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
     overrides = {"steps": args.ers_steps, "eps": args.ers_eps[0] if args.ers_eps else None}
     report = evaluate_robustness(
         loaded.model, loaded.splits.test, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()],
@@ -188,6 +191,66 @@ def _cmd_attack(args) -> int:
     folder = report.write(args.output or loaded.run.path / "robustness")
     print(report.to_markdown())
     print(f"report written to {folder}")
+    return 0
+
+
+def _add_benchmark_parser(sub) -> None:
+    from robustdml.reporting.suites import SUITES
+
+    parser = sub.add_parser("benchmark", help="run a whole experiment protocol and write one report directory")
+    parser.add_argument("suite", choices=SUITES.names())
+    parser.add_argument("--full", action="store_true", help="paper-sized setting (default: CPU-sized)")
+    parser.add_argument("--eta", type=int, help="PGD steps of the training adversaries")
+    parser.add_argument("--epochs", type=int, help="override every run's epochs")
+    parser.add_argument("--output", help="report directory (default reports/<suite>)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=_cmd_benchmark)
+
+
+def _cmd_benchmark(args) -> int:
+    from robustdml.reporting.runner import run_suite
+    from robustdml.reporting.suites import build_suite
+
+    if args.eta is not None and args.eta < 1:
+        raise ValueError(f"--eta must be >= 1, got {args.eta}")
+    suite = build_suite(args.suite, full=args.full, eta=args.eta)
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    folder = run_suite(suite, args.output or f"reports/{args.suite}", device=args.device,
+                       progress=not args.no_progress, overrides=overrides)
+    print((folder / "report.md").read_text())
+    print(f"report written to {folder}/report.md and report.html")
+    return 0
+
+
+def _add_report_parser(sub) -> None:
+    from robustdml.attacks.suite import DEFAULT_EPS
+
+    parser = sub.add_parser("report", help="rebuild a report from run directories, without retraining")
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--output", default="reports/report")
+    parser.add_argument("--attacks", default="nn")
+    parser.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--engine", default="pgd")
+    parser.add_argument("--seeds", type=int, default=1, help="number of attack seeds (mean ± std)")
+    parser.add_argument("--max-queries", type=int, default=300, help="0 = all")
+    parser.add_argument("--ers", action="store_true")
+    parser.add_argument("--ers-steps", type=int)
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(handler=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from robustdml.reporting.report import build_report
+    from robustdml.reporting.suites import AttackProtocol
+
+    protocol = AttackProtocol(attacks=tuple(a.strip() for a in args.attacks.split(",")), eps_list=tuple(args.eps),
+                              steps=args.steps, engine=args.engine, seeds=tuple(range(args.seeds)),
+                              max_queries=args.max_queries or None, with_ers=args.ers, ers_steps=args.ers_steps)
+    folder = build_report([Path(p) for p in args.run_dirs], Path(args.output), protocol=protocol,
+                          command="robustdml report " + " ".join(args.run_dirs), device=args.device)
+    print(f"report written to {folder}/report.md and report.html")
     return 0
 
 
@@ -215,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
     _add_attack_parser(sub)
+    _add_benchmark_parser(sub)
+    _add_report_parser(sub)
     _add_data_parser(sub)
     return parser
 

@@ -64,6 +64,10 @@ class Defense:
             indices_tuple = self.miner(embeddings, labels)
         return self.loss_fn(embeddings, labels, indices_tuple)
 
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Adapt the model before the optimiser sees its parameters (e.g. one BN per distribution)."""
+        return model
+
     def step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              generator: torch.Generator) -> StepOutput:
         raise NotImplementedError

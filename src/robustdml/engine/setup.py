@@ -83,4 +83,12 @@ def build_model_for(config: TrainConfig, image_shape, from_checkpoint: bool = Fa
     options = {}
     if config.model and config.model.startswith("resnet"):
         options["pretrained"] = "none" if from_checkpoint else config.pretrained
-    return build_model(config.model, image_shape, embedding_dim=config.embedding_dim, **options)
+    model = build_model(config.model, image_shape, embedding_dim=config.embedding_dim, **options)
+    if from_checkpoint:
+        # Defenses may reshape the model (MDProp: one BN per distribution); match the checkpoint.
+        from robustdml.defenses import build_defense
+
+        defense = build_defense(config.defense, loss=config.loss, miner=config.miner,
+                                loss_options=config.loss_options, **config.defense_options)
+        model = defense.prepare_model(model)
+    return model

@@ -94,6 +94,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.defense = build_defense(self.config.defense, loss=self.config.loss, miner=self.config.miner,
                                      loss_options=self.config.loss_options, **self.config.defense_options)
+        self.model = self.defense.prepare_model(self.model)
         self.defense.embedding_hook = self.dist.gather_embeddings
         self.defense.world_size = self.world_size
         trainable = [p for p in self.model.parameters() if p.requires_grad]

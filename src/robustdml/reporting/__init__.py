@@ -1,0 +1,1 @@
+"""Benchmark suites, and reports a person reads (Markdown + HTML, plots, retrieval galleries)."""

@@ -1,0 +1,86 @@
+"""Run a benchmark suite into one report directory, resumably.
+
+Layout: ``OUTPUT/suite.yaml`` (what was asked), ``OUTPUT/runs/<run>/`` (ordinary run directories,
+each with ``robustness/<protocol>.json``), ``OUTPUT/report.md|html`` and ``OUTPUT/figures/``.
+A killed benchmark resumes: finished runs are skipped, an interrupted run continues from its last
+checkpoint, and robustness results already computed with the same protocol are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from robustdml.engine.config import TrainConfig
+from robustdml.engine.evaluate import load_run
+from robustdml.engine.run_dir import RunDirectory
+from robustdml.engine.trainer import train
+from robustdml.reporting.suites import AttackProtocol, Suite
+
+
+def train_or_resume(config: TrainConfig, run_path: Path) -> Dict:
+    """Train ``config`` into ``run_path``: skip when finished, resume when interrupted."""
+    results = run_path / "results.json"
+    if results.is_file():
+        return json.loads(results.read_text())
+    if (run_path / RunDirectory.CONFIG).is_file() and (run_path / RunDirectory.LAST).is_file():
+        return train(None, resume_dir=str(run_path))[1]
+    config.output = str(run_path)
+    return train(config)[1]
+
+
+def robustness_for(run_path: Path, protocol: AttackProtocol, seed: int, device: str = "auto",
+                   progress: bool = True) -> Dict:
+    """The run's robustness under ``protocol`` with attack seed ``seed``, computed once and cached."""
+    from robustdml.attacks.suite import evaluate_robustness
+
+    cache = run_path / "robustness" / f"{protocol.tag(seed)}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    loaded = load_run(run_path, device=device)
+    report = evaluate_robustness(
+        loaded.model, loaded.splits.test, attacks=protocol.attacks, eps_list=protocol.eps_list,
+        engine=protocol.engine, steps=protocol.steps, max_queries=protocol.max_queries,
+        with_ers=protocol.with_ers and seed == protocol.seeds[0],
+        ers_overrides={"steps": protocol.ers_steps}, batch_size=loaded.config.eval_batch_size,
+        device=loaded.device, seed=seed, progress=progress)
+    report.write(cache.parent / protocol.tag(seed))
+    payload = report.to_dict()
+    cache.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    return payload
+
+
+def run_suite(suite: Suite, output: Path, device: str = "auto", progress: bool = True,
+              overrides: Optional[Dict] = None) -> Path:
+    from robustdml.reporting.report import build_report
+
+    output = Path(output)
+    (output / "runs").mkdir(parents=True, exist_ok=True)
+    (output / "suite.yaml").write_text(yaml.safe_dump({
+        "suite": suite.name, "scale": suite.scale, "protocol": suite.protocol.__dict__ | {
+            "attacks": list(suite.protocol.attacks), "eps_list": list(suite.protocol.eps_list),
+            "seeds": list(suite.protocol.seeds)},
+        "runs": [{"name": spec.name, "label": spec.label, "config": spec.config} for spec in suite.runs]},
+        sort_keys=False))
+    run_paths: List[Path] = []
+    for index, spec in enumerate(suite.runs, start=1):
+        run_path = output / "runs" / spec.name
+        values = {**spec.config, **(overrides or {}), "device": device, "progress": progress}
+        config = TrainConfig.from_dict(values, source=f"suite {suite.name}, run {spec.name}").resolved()
+        started = time.perf_counter()
+        print(f"[{index}/{len(suite.runs)}] {spec.name}: training ({spec.label})", flush=True)
+        train_or_resume(config, run_path)
+        for seed in suite.protocol.seeds:
+            print(f"[{index}/{len(suite.runs)}] {spec.name}: attacking (seed {seed})", flush=True)
+            robustness_for(run_path, suite.protocol, seed, device=device, progress=progress)
+        print(f"[{index}/{len(suite.runs)}] {spec.name}: done in {time.perf_counter() - started:.0f} s", flush=True)
+        run_paths.append(run_path)
+    labels = {str(output / "runs" / spec.name): spec.label for spec in suite.runs}
+    return build_report(run_paths, output, protocol=suite.protocol, title=f"robustdml benchmark: {suite.name}",
+                        description=suite.description, notes=suite.notes, labels=labels,
+                        command=f"robustdml benchmark {suite.name}" + (" --full" if suite.scale == "full" else ""),
+                        device=device)
