@@ -1,7 +1,8 @@
 """Retrieval evaluation: faiss kNN, R@k, mAP@R, NMI, embedding computation, ERS arithmetic."""
 
+from robustdml.evaluation.clustering import nmi
 from robustdml.evaluation.embeddings import compute_embeddings
-from robustdml.evaluation.knn import knn
-from robustdml.evaluation.retrieval import evaluate_embeddings, nmi, retrieval_metrics
+from robustdml.evaluation.knn import ExactKnn, knn
+from robustdml.evaluation.retrieval import evaluate_embeddings, retrieval_metrics
 
-__all__ = ["compute_embeddings", "evaluate_embeddings", "knn", "nmi", "retrieval_metrics"]
+__all__ = ["ExactKnn", "compute_embeddings", "evaluate_embeddings", "knn", "nmi", "retrieval_metrics"]
