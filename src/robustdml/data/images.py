@@ -17,7 +17,7 @@ from PIL import Image
 from robustdml.data.base import DatasetNotFoundError, RetrievalDataset
 from robustdml.data.sources import how_to_get
 from robustdml.data.splits import zero_shot_split
-from robustdml.data.transforms import test_transform, train_transform
+from robustdml.data.transforms import evaluation_transform, training_transform
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 SPLITS = ("train", "test")
@@ -60,7 +60,7 @@ class ImageListDataset(RetrievalDataset):
         self.original_labels = np.asarray(original, dtype=np.int64)  # label i was class original_labels[i]
         self.class_names = list(class_names) if class_names is not None else [str(c) for c in original]
         self.name = name
-        self.transform = train_transform(image_size) if train else test_transform(image_size)
+        self.transform = training_transform(image_size) if train else evaluation_transform(image_size)
         self.image_shape = (3, image_size, image_size)
 
     def __getitem__(self, index: int):
@@ -138,6 +138,7 @@ def _mat_int(value) -> int:
 def load_cars196(split: str, root: Optional[str] = None, image_size: int = 224) -> ImageListDataset:
     """CARS196 from ROOT/cars_annos.mat (relative_im_path, class 1..196); classes 1-98 train, 99-196 test."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     _check_split(split)
     base = _root(root, "cars196", ("cars_annos.mat",))
@@ -145,7 +146,7 @@ def load_cars196(split: str, root: Optional[str] = None, image_size: int = 224) 
     try:
         annotations = loadmat(str(mat_path))["annotations"].reshape(-1)
         items = [(base / _mat_string(entry["relative_im_path"]), _mat_int(entry["class"])) for entry in annotations]
-    except (KeyError, ValueError, IndexError, TypeError, OSError) as error:
+    except (MatReadError, KeyError, ValueError, IndexError, TypeError, OSError) as error:
         raise AnnotationError(f"{mat_path} is not a CARS196 annotation file (expected a struct array "
                               f"'annotations' with fields relative_im_path and class): {error}") from error
     return ImageListDataset(*_zero_shot(items, split), name="cars196", train=split == "train", image_size=image_size)
