@@ -1,54 +1,34 @@
-"""Datasets, splits and samplers. Every dataset yields ``(image in [0,1], label)``; see ``base.py``."""
+"""Datasets, splits and samplers. Every dataset yields ``(image in [0,1], label)``; see ``base.py``.
+
+Light at import time: the image benchmarks (torchvision, PIL) load only when one is built or one of
+their names below is accessed.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
-
-from robustdml.data.base import DatasetNotFoundError, RetrievalDataset, TensorRetrievalDataset, subset
-from robustdml.data.images import load_cars196, load_cub200, load_image_folder, load_sop
+from robustdml.data.base import DatasetNotFoundError, RetrievalDataset, SubsetDataset, TensorRetrievalDataset, subset
+from robustdml.data.catalog import DATASETS, SPLITS, build_dataset, dataset_options, fetch
+from robustdml.data.idx import IdxFormatError, read_idx
 from robustdml.data.mnist import download_fashion_mnist, fashion_mnist_search_path, load_fashion_mnist, load_mnist_idx
 from robustdml.data.sampler import MPerClassBatchSampler
-from robustdml.data.splits import limit_per_class, stratified_fraction, validation_split
+from robustdml.data.splits import (indices_by_class, limit_per_class, stratified_fraction, validation_split,
+                                   zero_shot_split)
 from robustdml.data.synthetic import make_two_gaussians
-from robustdml.registry import Registry
 
-DATASETS: Registry = Registry("dataset")
-DATASETS.add("fashion-mnist", lambda split, root=None, **_: load_fashion_mnist(split, root))
-DATASETS.add("mnist-idx", lambda split, root=None, **_: load_mnist_idx(split, root))
-DATASETS.add("synthetic-gaussian", lambda split, root=None, **options: make_two_gaussians(split, **options))
-DATASETS.add("cub200", load_cub200)
-DATASETS.add("cars196", load_cars196)
-DATASETS.add("sop", load_sop)
-DATASETS.add("image-folder", load_image_folder)
-
-SPLITS = ("train", "test")
+_LAZY_IMAGE_NAMES = ("AnnotationError", "CorruptImageError", "ImageListDataset", "load_cars196", "load_cub200",
+                     "load_image_folder", "load_sop")
 
 
-def build_dataset(name: str, split: str, root: Optional[str] = None, **options) -> RetrievalDataset:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return DATASETS.get(name)(split, root=root, **options)
+def __getattr__(name: str):
+    if name in _LAZY_IMAGE_NAMES:
+        from robustdml.data import images
+
+        return getattr(images, name)
+    raise AttributeError(f"module 'robustdml.data' has no attribute {name!r}")
 
 
-def fetch(name: str, root: Optional[str] = None) -> None:
-    """``robustdml data NAME``: make a dataset available, or say exactly how to."""
-    DATASETS.get(name)
-    if name == "fashion-mnist":
-        for folder in fashion_mnist_search_path(root):
-            try:
-                load_fashion_mnist("test", str(folder))
-                print(f"fashion-mnist: found in {folder}")
-                return
-            except DatasetNotFoundError:
-                continue
-        target = download_fashion_mnist(root or "data/fashion-mnist")
-        print(f"fashion-mnist: downloaded into {target}")
-    elif name == "synthetic-gaussian":
-        print("synthetic-gaussian is generated on the fly; nothing to fetch")
-    else:
-        build_dataset(name, "test", root=root)  # raises DatasetNotFoundError with instructions when missing
-        print(f"{name}: found in {root}")
-
-
-__all__ = ["DATASETS", "DatasetNotFoundError", "MPerClassBatchSampler", "RetrievalDataset", "TensorRetrievalDataset",
-           "build_dataset", "fetch", "limit_per_class", "stratified_fraction", "subset", "validation_split"]
+__all__ = ["DATASETS", "SPLITS", "DatasetNotFoundError", "IdxFormatError", "MPerClassBatchSampler", "RetrievalDataset",
+           "SubsetDataset", "TensorRetrievalDataset", "build_dataset", "dataset_options", "download_fashion_mnist",
+           "fashion_mnist_search_path", "fetch", "indices_by_class", "limit_per_class", "load_fashion_mnist",
+           "load_mnist_idx", "make_two_gaussians", "read_idx", "stratified_fraction", "subset", "validation_split",
+           "zero_shot_split", *_LAZY_IMAGE_NAMES]

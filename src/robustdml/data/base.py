@@ -1,8 +1,9 @@
 """The dataset contract every layer above relies on.
 
-Items are ``(image FloatTensor in [0,1], int label)``; every dataset exposes ``labels`` (np.int64),
-``num_classes``, ``image_shape`` and ``name``. In-memory datasets also offer ``get_batch(indices)``
-so the trainer and evaluators skip per-item collation (it matters at ~1000 images/s on a CPU).
+Items are ``(image FloatTensor in [0,1], int label)``; every dataset exposes ``labels`` (np.int64,
+one per item), ``num_classes``, ``image_shape`` and ``name``. In-memory datasets also offer
+``get_batch(indices)`` so the trainer and evaluators skip per-item collation (it matters at
+~1000 images/s on a CPU); they keep uint8 storage (4x less memory) and convert per batch.
 """
 
 from __future__ import annotations
@@ -19,31 +20,61 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 class RetrievalDataset(Dataset):
+    """Base class: subclasses set ``labels``, ``image_shape`` and ``name`` and implement ``__getitem__``."""
+
     name: str = "dataset"
     labels: np.ndarray
     image_shape: Tuple[int, ...]
 
     @property
     def num_classes(self) -> int:
+        """Number of distinct labels present (subsets keep their parent's label values)."""
         return int(len(np.unique(self.labels)))
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, items={len(self)}, classes={self.num_classes}, "
+                f"image_shape={tuple(self.image_shape)})")
+
+
+def as_index_array(indices, size: int, what: str) -> np.ndarray:
+    """``indices`` (list, ndarray or tensor) as an int64 array, checked against ``size`` with a clear error."""
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    array = np.asarray(indices)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{what}: indices must be a 1-d array of integers, got shape {array.shape} "
+                         f"dtype {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    if array.min() < -size or array.max() >= size:
+        raise IndexError(f"{what}: index out of range for {size} items "
+                         f"(min {int(array.min())}, max {int(array.max())})")
+    return np.where(array < 0, array + size, array)
+
 
 class TensorRetrievalDataset(RetrievalDataset):
-    """Images held in memory (uint8 0..255 or float 0..1), converted to float per batch."""
+    """Images held in memory (uint8 0..255 or float 0..1), converted to float per item / per batch."""
 
     def __init__(self, images: torch.Tensor, labels: Sequence[int], name: str):
+        labels = np.asarray(labels)
+        if labels.ndim != 1:
+            raise ValueError(f"{name}: labels must be 1-d, got shape {labels.shape}")
         if len(images) != len(labels):
             raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise ValueError(f"{name}: images must be uint8 (0..255) or float (0..1), got {images.dtype}")
         self.images = images
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.labels = labels.astype(np.int64)
         self._labels_tensor = torch.from_numpy(self.labels)
         self.name = name
-        self.image_shape = tuple(images.shape[1:])
+        self.image_shape = tuple(int(s) for s in images.shape[1:])
 
-    def _to_float(self, images: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _to_float(images: torch.Tensor) -> torch.Tensor:
         if images.dtype == torch.uint8:
             return images.float().div_(255.0)
         return images.float()
@@ -52,17 +83,26 @@ class TensorRetrievalDataset(RetrievalDataset):
         return self._to_float(self.images[index]), int(self.labels[index])
 
     def get_batch(self, indices) -> Tuple[torch.Tensor, torch.Tensor]:
-        indices = torch.as_tensor(indices, dtype=torch.long)
-        return self._to_float(self.images[indices]), self._labels_tensor[indices]
+        """(images FloatTensor [B, *image_shape] in [0,1], labels LongTensor [B]) for ``indices``."""
+        index = torch.from_numpy(as_index_array(indices, len(self), self.name))
+        return self._to_float(self.images[index]), self._labels_tensor[index]
 
 
 class SubsetDataset(RetrievalDataset):
-    """A view on some items of another dataset that keeps the whole contract (get_batch included)."""
+    """A view on some items of another dataset that keeps the whole contract (``get_batch`` included).
+
+    A subset of a subset points straight at the original dataset, so chains such as
+    ``limit_per_class(validation_split(...)[0], ...)`` cost one index lookup, not one per level.
+    Labels keep their parent's values (they still mean the same class).
+    """
 
     def __init__(self, parent: RetrievalDataset, indices):
+        indices = as_index_array(indices, len(parent), f"subset of {parent.name}")
+        if isinstance(parent, SubsetDataset):
+            indices, parent = parent.indices[indices], parent.parent
         self.parent = parent
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.labels = parent.labels[self.indices]
+        self.indices = indices
+        self.labels = parent.labels[indices]
         self.name = parent.name
         self.image_shape = parent.image_shape
         if hasattr(parent, "get_batch"):
@@ -71,9 +111,10 @@ class SubsetDataset(RetrievalDataset):
     def __getitem__(self, index: int):
         return self.parent[int(self.indices[index])]
 
-    def _get_batch(self, indices):
-        return self.parent.get_batch(self.indices[np.asarray(indices, dtype=np.int64)])
+    def _get_batch(self, indices) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.parent.get_batch(self.indices[as_index_array(indices, len(self), f"subset of {self.name}")])
 
 
 def subset(dataset: RetrievalDataset, indices) -> SubsetDataset:
+    """The items ``indices`` of ``dataset`` as a dataset with the same contract."""
     return SubsetDataset(dataset, indices)

@@ -13,16 +13,25 @@ from robustdml.data.base import TensorRetrievalDataset
 
 MEANS = (0.25, 0.75)
 SIGMA = 0.025
+SPLIT_OFFSETS = {"train": 0, "test": 1}
 
 
 def make_two_gaussians(split: str, dim: int = 2, samples_per_class: int = 500, seed: int = 0,
                        sigma: float = SIGMA) -> TensorRetrievalDataset:
-    if dim < 1 or samples_per_class < 1:
-        raise ValueError(f"synthetic-gaussian: dim and samples_per_class must be >= 1 (got {dim}, {samples_per_class})")
-    # Train and test are independent draws from the same distribution.
-    generator = torch.Generator().manual_seed(seed * 2 + (0 if split == "train" else 1))
+    """``samples_per_class`` points per class, float32 [N, dim] in [0,1]; labels 0 (mean 0.25), 1 (mean 0.75)."""
+    if split not in SPLIT_OFFSETS:
+        raise ValueError(f"split must be one of {tuple(SPLIT_OFFSETS)}, got {split!r}")
+    if int(dim) < 1:
+        raise ValueError(f"synthetic-gaussian: dim must be >= 1, got {dim}")
+    if int(samples_per_class) < 1:
+        raise ValueError(f"synthetic-gaussian: samples_per_class must be >= 1, got {samples_per_class}")
+    if not sigma > 0:
+        raise ValueError(f"synthetic-gaussian: sigma must be > 0, got {sigma}")
+    # Train and test are independent draws from the same distribution; the same seed gives the same points.
+    generator = torch.Generator().manual_seed(int(seed) * 2 + SPLIT_OFFSETS[split])
     points, labels = [], []
     for label, mean in enumerate(MEANS):
-        points.append((mean + sigma * torch.randn(samples_per_class, dim, generator=generator)).clamp_(0, 1))
-        labels += [label] * samples_per_class
+        noise = torch.randn(int(samples_per_class), int(dim), generator=generator)
+        points.append((mean + sigma * noise).clamp_(0, 1))
+        labels += [label] * int(samples_per_class)
     return TensorRetrievalDataset(torch.cat(points), labels, name="synthetic-gaussian")
