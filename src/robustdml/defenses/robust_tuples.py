@@ -1,25 +1,31 @@
 """Robust pair/triplet training (Panum et al., "Adversarial Deep Metric Learning", ICLR 2021 submission).
 
-For every training tuple, with probability ``attack_rate`` = P(gamma=1) (default 0.5), one member
-is replaced by its adversarial version (their eq. 14). Perturbing the positive p (default):
+For every training tuple (one mined triplet per anchor), with probability ``attack_rate`` = P(gamma=1)
+(default 0.5, drawn from the run generator) one member is replaced by its adversarial version
+(their eq. 14). Perturbing the positive p (default):
 
-    p' = argmax_{||p' - p|| <= eps}  d(f(p'), f(a)) - d(f(p'), f(n))
+    p' = argmax_{||p' - p||_inf <= eps}  d(f(p'), f(a)) - d(f(p'), f(n))
 
-(pushed away from its anchor, pulled towards the negative); ``perturb="anchor"`` does the same to the
-anchor w.r.t. (p, n), and ``perturb="negative"`` pulls n towards a and away from... nothing else:
-n' = argmax -d(f(n'), f(a)). Formulation 3 adds lambda * max_{z in eps-ball} ||f(z) - f(x)|| over the
-batch (an embedding-shift penalty). PGD with 5 steps by default.
+(pushed away from its anchor, pulled towards the negative). ``perturb="anchor"``:
+a' = argmax d(f(a'), f(p)) - d(f(a'), f(n)); ``perturb="negative"``: n' = argmax -d(f(n'), f(a))
+(the negative pulled onto the anchor). ``robust-triplet`` trains the triplet loss on (a, p', n);
+``robust-pair`` the contrastive loss on the pairs (a, p') and (a, n) of the same tuples.
+
+Formulation 3 adds an embedding-shift penalty over the batch:
+
+    L = L_metric + lambda * mean_x max_{||z - x|| <= eps} ||f(z) - f(x)||      (lambda = ``shift_weight``)
+
+Defaults (our reading for 28x28 inputs): eps 0.1 (l_inf, pixel units), PGD 5 steps, step size
+2.5 eps / steps, attack_rate 0.5, perturb positive, formulation 2, lambda 1.
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.defenses.base import DEFENSES, StepOutput
-from robustdml.defenses.common import AdversarialDefense, clean_embeddings, one_triplet_per_anchor
+from robustdml.defenses.common import AdversarialDefense, clean_embeddings, number_option, one_triplet_per_anchor
 
 PERTURB_TARGETS = ("positive", "anchor", "negative")
 
@@ -33,52 +39,60 @@ class _RobustTuples(AdversarialDefense):
                  shift_weight: float = 1.0, **options):
         super().__init__(**options)
         self.require_loss_kind(self.kind)
-        if not 0.0 <= float(attack_rate) <= 1.0:
+        self.attack_rate = number_option(self.name, "attack_rate", attack_rate)
+        if not 0.0 <= self.attack_rate <= 1.0:
             raise ValueError(f"{self.name}: attack_rate must be in [0, 1], got {attack_rate}")
         if perturb not in PERTURB_TARGETS:
             raise ValueError(f"{self.name}: perturb must be one of {PERTURB_TARGETS}, got {perturb!r}")
-        if formulation not in (2, 3):
-            raise ValueError(f"{self.name}: formulation must be 2 (tuple perturbation) or 3 (+ shift term)")
-        self.attack_rate = float(attack_rate)
+        self.formulation = number_option(self.name, "formulation", formulation, int)
+        if self.formulation not in (2, 3):
+            raise ValueError(f"{self.name}: formulation must be 2 (tuple perturbation) or 3 (+ shift term), "
+                             f"got {formulation!r}")
+        self.shift_weight = number_option(self.name, "shift_weight", shift_weight)
+        if self.shift_weight < 0:
+            raise ValueError(f"{self.name}: shift_weight (lambda) must be >= 0, got {shift_weight}")
         self.perturb = perturb
-        self.formulation = formulation
-        self.shift_weight = float(shift_weight)
-
-    @property
-    def passes(self) -> float:
-        return float(self.steps * self.attack_rate + 1 + (self.steps if self.formulation == 3 else 0))
 
     def _objective(self, clean: torch.Tensor, a, p, n):
         if self.perturb == "positive":
             return O.misrank(clean[a], clean[n])        # away from anchor, towards negative
         if self.perturb == "anchor":
-            return O.misrank(clean[p], clean[n])
+            return O.misrank(clean[p], clean[n])        # away from positive, towards negative
         return O.pull_to(clean[a])                       # negative towards the anchor
 
     def step(self, model, images, labels, generator) -> StepOutput:
+        """Cost (``passes``, in whole-batch forward+backward passes): eta x the attacked fraction
+        (the adversary only sees the attacked tuples' members) + 1 training pass, + eta for the
+        formulation-3 shift adversary (whose images join the training pass)."""
+        count = len(images)
         clean = clean_embeddings(model, images)
         a, p, n = one_triplet_per_anchor(clean, labels, self.miner, generator)
         attacked = torch.rand(len(a), generator=generator).to(images.device) < self.attack_rate
         member = {"positive": p, "anchor": a, "negative": n}[self.perturb]
-        batch = images
+        slot = {"anchor": 0, "positive": 1, "negative": 2}[self.perturb]
         tuples = [a.clone(), p.clone(), n.clone()]
-        if attacked.any():
-            sel = attacked.nonzero().squeeze(1)
-            adversarial = self.engine.perturb(model, images[member[sel]],
-                                              self._objective(clean, a[sel], p[sel], n[sel]), generator)
-            batch = torch.cat([images, adversarial])
-            slot = {"anchor": 0, "positive": 1, "negative": 2}[self.perturb]
-            tuples[slot][sel] = len(images) + torch.arange(len(sel), device=images.device)
-        all_labels = torch.cat([labels, labels[member[attacked]]]) if attacked.any() else labels
-        embeddings = model(batch)
-        loss = self.metric_loss(embeddings, all_labels, tuple(tuples))
-        info = {"attacked_fraction": float(attacked.float().mean())}
+        batch, batch_labels = [images], [labels]
+        selected = attacked.nonzero().squeeze(1)
+        if len(selected):
+            adversarial = self.engine.perturb(model, images[member[selected]],
+                                              self._objective(clean, a[selected], p[selected], n[selected]),
+                                              generator)
+            tuples[slot][selected] = count + torch.arange(len(selected), device=images.device)
+            batch.append(adversarial)
+            batch_labels.append(labels[member[selected]])
+        passes = self.steps * len(selected) / count + 1.0
         if self.formulation == 3:
-            shifted = self.engine.perturb(model, images, O.push_from(clean), generator)
-            shift = (model(shifted) - embeddings[: len(images)]).norm(dim=1).mean()
-            loss = loss + self.shift_weight * shift
+            batch.append(self.engine.perturb(model, images, O.push_from(clean), generator))
+            passes += self.steps
+        embeddings = model(torch.cat(batch))
+        tuple_count = count + len(selected)
+        loss = self.metric_loss(embeddings[:tuple_count], torch.cat(batch_labels), tuple(tuples))
+        info = {"attacked_fraction": float(attacked.float().mean()) if len(a) else 0.0}
+        if self.formulation == 3:
+            shift = (embeddings[tuple_count:] - embeddings[:count]).norm(dim=1).mean()
+            loss = loss + self.shift_weight * shift / self.world_size
             info["shift"] = float(shift.detach())
-        return StepOutput(loss=loss, passes=self.passes, info=info)
+        return StepOutput(loss=loss, passes=passes, info=info)
 
 
 @DEFENSES.register("robust-triplet")
