@@ -257,7 +257,7 @@ def _cmd_report(args) -> int:
 def _add_data_parser(sub) -> None:
     parser = sub.add_parser("data", help="fetch a dataset, or say where to get it")
     parser.add_argument("name", nargs="?", help="dataset name")
-    parser.add_argument("--root", help="where to put / look for it")
+    parser.add_argument("--root", "--data-root", dest="root", help="where to put / look for it")
     parser.add_argument("--list", action="store_true", help="list dataset names")
     parser.set_defaults(handler=_cmd_data)
 
@@ -268,8 +268,7 @@ def _cmd_data(args) -> int:
     if args.list or not args.name:
         print("\n".join(DATASETS.names()))
         return 0
-    fetch(args.name, root=args.root)
-    return 0
+    return 0 if fetch(args.name, root=args.root) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

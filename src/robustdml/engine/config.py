@@ -111,7 +111,10 @@ class TrainConfig:
             require(self.batch_size % self.samples_per_class == 0, "batch_size",
                     f"must be divisible by samples_per_class={self.samples_per_class}")
         self._validate_names()
-        options = self.defense_options
+        from robustdml.defenses.common import number_option
+
+        options = {key: number_option(self.defense, key, value) if key in ("eps", "step_size", "attack_rate", "steps") else value
+                   for key, value in self.defense_options.items()}
         for key in ("eps", "step_size"):
             if key in options and float(options[key]) < 0:
                 raise ConfigError(f"invalid defense_options.{key}={options[key]!r}: must be >= 0")
