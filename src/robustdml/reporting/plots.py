@@ -73,7 +73,8 @@ def embedding_shifts(clean: np.ndarray, adversarial: np.ndarray, labels: np.ndar
 
 def retrieval_gallery(queries: Sequence[np.ndarray], clean_rows: Sequence[Sequence[np.ndarray]],
                       clean_correct: Sequence[Sequence[bool]], attacked_rows: Sequence[Sequence[np.ndarray]],
-                      attacked_correct: Sequence[Sequence[bool]], path: Path, title: str = "") -> Path:
+                      attacked_correct: Sequence[Sequence[bool]], path: Path, title: str = "",
+                      attacked_queries: Sequence[np.ndarray] | None = None) -> Path:
     """For each query: the query, its top-k clean results, then the top-k of its attacked version.
 
     Green borders: same class as the query; red: another class.
@@ -81,10 +82,12 @@ def retrieval_gallery(queries: Sequence[np.ndarray], clean_rows: Sequence[Sequen
     rows, k = len(queries), len(clean_rows[0])
     figure, axes = plt.subplots(2 * rows, k + 1, figsize=(1.1 * (k + 1), 1.15 * 2 * rows), squeeze=False)
     for r in range(rows):
-        for line, (images, correct, label) in enumerate([(clean_rows[r], clean_correct[r], "clean"),
-                                                          (attacked_rows[r], attacked_correct[r], "attacked")]):
+        shown = attacked_queries[r] if attacked_queries is not None else queries[r]
+        for line, (query, images, correct, label) in enumerate([
+                (queries[r], clean_rows[r], clean_correct[r], "clean"),
+                (shown, attacked_rows[r], attacked_correct[r], "attacked")]):
             axis = axes[2 * r + line, 0]
-            _show(axis, queries[r], "black")
+            _show(axis, query, "black")
             axis.set_title(f"query ({label})", fontsize=6)
             for c in range(k):
                 _show(axes[2 * r + line, c + 1], images[c], "tab:green" if correct[c] else "tab:red")

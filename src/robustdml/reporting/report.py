@@ -125,7 +125,8 @@ def gallery_for(run: RunSummary, protocol: AttackProtocol, path: Path, device: s
         [img.cpu().numpy() for img in images], [as_images(row) for row in clean_nn],
         [labels[row] == labels[q] for row, q in zip(clean_nn, chosen)], [as_images(row) for row in attacked_nn],
         [labels[row] == labels[q] for row, q in zip(attacked_nn, chosen)], path,
-        title=f"{run.label}: top-{k} clean (upper) and under the NN attack, eps {max(protocol.eps_list):g} (lower)")
+        title=f"{run.label}: top-{k} clean (upper) and under the NN attack, eps {max(protocol.eps_list):g} (lower)",
+        attacked_queries=[img.cpu().numpy() for img in adversarial])
 
 
 def shifts_for(run: RunSummary, protocol: AttackProtocol, path: Path, device: str = "auto") -> Optional[Path]:
