@@ -195,20 +195,23 @@ def _targets(ctx: AttackContext, indices: np.ndarray) -> torch.Tensor:
     return ctx.gallery[torch.as_tensor(indices)]
 
 
+def _query_attack(ctx: AttackContext, queries: np.ndarray, candidates: np.ndarray, one, many) -> np.ndarray:
+    """Perturb the queries towards/away from their candidates; rank percentile of the candidates after."""
+    builder = one if candidates.ndim == 1 else many
+    embeddings = ctx.embed(ctx.perturb(queries, builder, _targets(ctx, candidates)))
+    return rank_percentile(ctx.distances(embeddings), candidates, queries)
+
+
 @_register("qa+")
 def query_attack_promote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
     candidates = _random_others(ctx, queries, ctx.qa_candidates)
-    builder = O.pull_to if candidates.ndim == 1 else O.pull_to_many
-    embeddings = ctx.embed(ctx.perturb(queries, builder, _targets(ctx, candidates)))
-    return {"QA+": rank_percentile(ctx.distances(embeddings), candidates, queries)}
+    return {"QA+": _query_attack(ctx, queries, candidates, O.pull_to, O.pull_to_many)}
 
 
 @_register("qa-")
 def query_attack_demote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
     candidates = _top(ctx, queries, ctx.qa_candidates)
-    builder = O.push_from if candidates.ndim == 1 else O.push_from_many
-    embeddings = ctx.embed(ctx.perturb(queries, builder, _targets(ctx, candidates)))
-    return {"QA-": rank_percentile(ctx.distances(embeddings), candidates, queries)}
+    return {"QA-": _query_attack(ctx, queries, candidates, O.push_from, O.push_from_many)}
 
 
 def _candidate_attack(ctx: AttackContext, attacked: np.ndarray, candidates: np.ndarray, builder) -> np.ndarray:
