@@ -2,10 +2,12 @@
 
 import json
 
+import pytest
+
 from robustdml.cli import main
 from robustdml.reporting.report import build_report
 from robustdml.reporting.runner import run_suite
-from robustdml.reporting.suites import SUITES, AttackProtocol, build_suite
+from robustdml.reporting.suites import SUITES, AttackProtocol, build_suite, select_runs
 
 
 def _png(path):
@@ -51,6 +53,15 @@ def test_every_suite_builds_in_both_scales():
             assert suite.runs and suite.protocol.eps_list
             names = [spec.name for spec in suite.runs]
             assert len(set(names)) == len(names)
+
+
+def test_selecting_runs_keeps_suite_order_and_names_bad_ones():
+    suite = build_suite("defenses")
+    chosen = select_runs(suite, ["mdprop", "natural"])
+    assert [spec.name for spec in chosen.runs] == ["natural", "mdprop"]
+    assert chosen.protocol == suite.protocol
+    with pytest.raises(ValueError, match="unknown run name.*mdprp.*valid: natural"):
+        select_runs(suite, ["mdprp"])
 
 
 def test_unfinished_run_is_reported_clearly(tmp_path, capsys):

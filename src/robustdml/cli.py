@@ -202,6 +202,7 @@ def _add_benchmark_parser(sub) -> None:
     parser.add_argument("--full", action="store_true", help="paper-sized setting (default: CPU-sized)")
     parser.add_argument("--eta", type=int, help="PGD steps of the training adversaries")
     parser.add_argument("--epochs", type=int, help="override every run's epochs")
+    parser.add_argument("--runs", help="comma-separated names of the suite's runs to do (default: all)")
     parser.add_argument("--output", help="report directory (default reports/<suite>)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
@@ -210,11 +211,13 @@ def _add_benchmark_parser(sub) -> None:
 
 def _cmd_benchmark(args) -> int:
     from robustdml.reporting.runner import run_suite
-    from robustdml.reporting.suites import build_suite
+    from robustdml.reporting.suites import build_suite, select_runs
 
     if args.eta is not None and args.eta < 1:
         raise ValueError(f"--eta must be >= 1, got {args.eta}")
     suite = build_suite(args.suite, full=args.full, eta=args.eta)
+    if args.runs:
+        suite = select_runs(suite, args.runs.split(","))
     overrides = {"epochs": args.epochs} if args.epochs else {}
     folder = run_suite(suite, args.output or f"reports/{args.suite}", device=args.device,
                        progress=not args.no_progress, overrides=overrides)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Iterator, Optional, Tuple
 
-import faiss
 import numpy as np
 import torch
+
+from robustdml.evaluation.faiss_backend import FlatL2Index
 
 # Result entries (queries x neighbours) one chunk may hold: ~48 MB of distances + indices.
 CHUNK_ENTRIES = 1 << 22
@@ -57,14 +58,16 @@ def as_exclude_index(exclude_index, n_queries: int, n_gallery: int) -> Optional[
 
 
 class ExactKnn:
-    """A faiss exact (flat, squared-L2) index over a gallery, built once and searched in chunks."""
+    """A faiss exact (flat, squared-L2) index over a gallery, built once and searched in chunks.
+
+    The index lives on the GPU when faiss-gpu is installed and sees one (see :mod:`faiss_backend`).
+    """
 
     def __init__(self, gallery):
         self.gallery = as_float32(gallery, "gallery embeddings")
         if len(self.gallery) == 0:
             raise ValueError("the gallery is empty; nearest-neighbour search needs at least one item")
-        self.index = faiss.IndexFlatL2(self.gallery.shape[1])
-        self.index.add(self.gallery)
+        self.index = FlatL2Index(self.gallery)
 
     def __len__(self) -> int:
         return len(self.gallery)

@@ -7,7 +7,7 @@ reproduced with ``robustdml train --config RUN_DIR/config.yaml``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
 from robustdml.registry import Registry
@@ -46,6 +46,17 @@ class Suite:
     protocol: AttackProtocol
     scale: str
     notes: List[str] = field(default_factory=list)
+
+
+def select_runs(suite: Suite, names: List[str]) -> Suite:
+    """The suite restricted to the named runs, in the suite's order (e.g. to finish one run on another machine)."""
+    wanted = [name.strip() for name in names if name.strip()]
+    valid = [spec.name for spec in suite.runs]
+    unknown = [name for name in wanted if name not in valid]
+    if unknown or not wanted:
+        raise ValueError(f"--runs: unknown run name(s) {', '.join(unknown) or '(none given)'} for suite "
+                         f"{suite.name}; valid: {', '.join(valid)}")
+    return replace(suite, runs=[spec for spec in suite.runs if spec.name in wanted])
 
 
 def _base(full: bool, dataset: str = "fashion-mnist") -> Dict[str, Any]:
