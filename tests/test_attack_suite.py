@@ -30,10 +30,11 @@ def test_nn_attack_at_the_published_28px_eps_drives_r1_to_near_zero(natural_fmni
     assert robust < 0.05
 
 
-@pytest.mark.parametrize("engine", ["fgsm", "pgd", "apgd", "cw"])
-def test_every_engine_lowers_r1(natural_fmnist, engine):
+@pytest.mark.parametrize("engine,steps", [("fgsm", 1), ("pgd", 5), ("apgd", 5), ("cw", 20)])
+def test_every_engine_lowers_r1(natural_fmnist, engine, steps):
+    """C&W optimises a tanh-reparametrised perturbation with Adam: it needs more than 5 steps to saturate."""
     model, test = natural_fmnist
-    clean, robust = _nn_r1(model, test, engine, 0.05)
+    clean, robust = _nn_r1(model, test, engine, 0.05, steps=steps)
     assert robust < clean - 0.1, (engine, clean, robust)
 
 

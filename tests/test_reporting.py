@@ -21,6 +21,7 @@ def test_synthetic_suite_report_and_resume(tmp_path):
     markdown = (output / "report.md").read_text()
     assert "| natural | natural |" in markdown and "| robust triplet | robust-triplet |" in markdown
     assert str(output / "runs" / "natural") in markdown  # every row traces to its run directory
+    assert "Overridden in every run: epochs = 2." in markdown
     figures = output / "figures"
     for name in ("robust_r1_vs_eps.png", "training_curves.png", "gallery_0_natural.png"):
         assert _png(figures / name), name  # embedding-shift plot for 2-d embeddings

@@ -219,8 +219,11 @@ def _cmd_benchmark(args) -> int:
     if args.runs:
         suite = select_runs(suite, args.runs.split(","))
     overrides = {"epochs": args.epochs} if args.epochs else {}
+    command = " ".join(["robustdml benchmark", args.suite] + (["--full"] if args.full else [])
+                       + [f"--{name} {value}" for name, value in (("eta", args.eta), ("epochs", args.epochs),
+                                                                   ("runs", args.runs)) if value])
     folder = run_suite(suite, args.output or f"reports/{args.suite}", device=args.device,
-                       progress=not args.no_progress, overrides=overrides)
+                       progress=not args.no_progress, overrides=overrides, command=command)
     print((folder / "report.md").read_text())
     print(f"report written to {folder}/report.md and report.html")
     return 0

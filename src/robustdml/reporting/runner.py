@@ -55,7 +55,12 @@ def robustness_for(run_path: Path, protocol: AttackProtocol, seed: int, device: 
 
 
 def run_suite(suite: Suite, output: Path, device: str = "auto", progress: bool = True,
-              overrides: Optional[Dict] = None) -> Path:
+              overrides: Optional[Dict] = None, command: Optional[str] = None) -> Path:
+    """Train and attack every run of ``suite`` under ``output`` and write the report.
+
+    ``overrides`` replace config fields of every run (they are named in the report's notes);
+    ``command`` is the exact command line the report gives for reproducing it.
+    """
     from robustdml.reporting.report import build_report
 
     output = Path(output)
@@ -80,7 +85,9 @@ def run_suite(suite: Suite, output: Path, device: str = "auto", progress: bool =
         print(f"[{index}/{len(suite.runs)}] {spec.name}: done in {time.perf_counter() - started:.0f} s", flush=True)
         run_paths.append(run_path)
     labels = {str(output / "runs" / spec.name): spec.label for spec in suite.runs}
+    notes = list(suite.notes)
+    if overrides:
+        notes.append("Overridden in every run: " + ", ".join(f"{key} = {value}" for key, value in overrides.items()) + ".")
+    command = command or f"robustdml benchmark {suite.name}" + (" --full" if suite.scale == "full" else "")
     return build_report(run_paths, output, protocol=suite.protocol, title=f"robustdml benchmark: {suite.name}",
-                        description=suite.description, notes=suite.notes, labels=labels,
-                        command=f"robustdml benchmark {suite.name}" + (" --full" if suite.scale == "full" else ""),
-                        device=device)
+                        description=suite.description, notes=notes, labels=labels, command=command, device=device)
