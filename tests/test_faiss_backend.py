@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from robustdml.evaluation import faiss_backend, knn, nmi
-from robustdml.evaluation.faiss_backend import ENV_VAR, GPU_MAX_K, FlatL2Index, faiss_gpu_count, use_faiss_gpu
+from robustdml.cli import main
+from robustdml.evaluation.faiss_backend import GPU_MAX_K, FlatL2Index, faiss_gpu_count, set_placement, use_faiss_gpu
 
 
 class RecordingIndex:
@@ -16,6 +17,12 @@ class RecordingIndex:
     def search(self, queries, k):
         self.searched_k.append(k)
         return self.cpu_index.search(queries, k)
+
+
+@pytest.fixture(autouse=True)
+def default_placement():
+    yield
+    set_placement("auto")
 
 
 @pytest.fixture
@@ -32,8 +39,7 @@ def fake_gpu(monkeypatch):
     return mirrors
 
 
-def test_cpu_faiss_stays_on_cpu(monkeypatch):
-    monkeypatch.delenv(ENV_VAR, raising=False)
+def test_cpu_faiss_stays_on_cpu():
     if faiss_gpu_count():
         pytest.skip("this machine's faiss can use a GPU")
     assert use_faiss_gpu() is False
@@ -63,37 +69,38 @@ def test_knn_results_do_not_depend_on_placement(fake_gpu, monkeypatch):
     np.testing.assert_array_equal(on_gpu, on_cpu)
 
 
-@pytest.mark.parametrize("value", ["0", "off", "false"])
-def test_env_var_forces_cpu(monkeypatch, value):
-    monkeypatch.setenv(ENV_VAR, value)
+def test_cpu_placement_wins_over_a_visible_gpu(monkeypatch):
+    monkeypatch.setattr(faiss_backend, "faiss_gpu_count", lambda: 1)
+    assert use_faiss_gpu() is True
+    set_placement("cpu")
     assert use_faiss_gpu() is False
 
 
-def test_env_var_requiring_gpu_fails_clearly_without_one(monkeypatch):
+def test_requiring_the_gpu_fails_clearly_before_any_work(tmp_path, capsys):
     if faiss_gpu_count():
         pytest.skip("this machine's faiss can use a GPU")
-    monkeypatch.setenv(ENV_VAR, "1")
-    with pytest.raises(RuntimeError, match="faiss-gpu-cu12"):
-        use_faiss_gpu()
+    with pytest.raises(ValueError, match="faiss-gpu-cu12"):
+        set_placement("gpu")
+    assert main(["evaluate", str(tmp_path / "missing-run"), "--faiss", "gpu"]) == 2
+    assert "--faiss gpu asks for faiss on a GPU" in capsys.readouterr().err
 
 
-def test_env_var_typo_is_named(monkeypatch):
-    monkeypatch.setenv(ENV_VAR, "gpu")
-    with pytest.raises(ValueError, match=f"{ENV_VAR}='gpu'"):
-        use_faiss_gpu()
+def test_unknown_placement_is_named():
+    with pytest.raises(ValueError, match="'tpu' is not one of auto, gpu, cpu"):
+        set_placement("tpu")
 
 
 @pytest.mark.skipif(not faiss_gpu_count(), reason="needs faiss-gpu and a GPU")
-def test_real_gpu_search_and_kmeans_match_cpu(monkeypatch):
+def test_real_gpu_search_and_kmeans_match_cpu():
     rng = np.random.default_rng(2)
     centres = rng.normal(size=(4, 16)) * 5
     labels = np.repeat(np.arange(4), 100)
     points = (centres[labels] + rng.normal(size=(400, 16))).astype(np.float32)
-    monkeypatch.setenv(ENV_VAR, "1")
+    set_placement("gpu")
     assert FlatL2Index(points).on_gpu
     gpu_d, gpu_i = knn(points, points, 10, exclude_index=np.arange(400))
     gpu_nmi = nmi(points, labels)
-    monkeypatch.setenv(ENV_VAR, "0")
+    set_placement("cpu")
     cpu_d, cpu_i = knn(points, points, 10, exclude_index=np.arange(400))
     np.testing.assert_allclose(gpu_d, cpu_d, rtol=1e-4, atol=1e-4)
     assert (gpu_i == cpu_i).mean() > 0.99  # near-ties may swap

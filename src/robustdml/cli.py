@@ -286,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark_parser(sub)
     _add_report_parser(sub)
     _add_data_parser(sub)
+    for name, command in sub.choices.items():
+        if name != "data":
+            command.add_argument("--faiss", choices=("auto", "gpu", "cpu"), default="auto",
+                                 help="where faiss kNN search and k-means run (default auto: GPU when "
+                                      "faiss-gpu is installed and sees one)")
     return parser
 
 
@@ -296,6 +301,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from robustdml.registry import UnknownNameError
 
     try:
+        if hasattr(args, "faiss"):
+            from robustdml.evaluation.faiss_backend import set_placement
+
+            set_placement(args.faiss)
         return args.handler(args)
     except (ConfigError, UnknownNameError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -6,8 +6,9 @@ device. With ``faiss-gpu`` installed (e.g. ``pip install faiss-gpu-cu12``, which
 and a visible GPU, the flat index is mirrored onto GPU 0 and k-means trains there. Nothing changes for
 a CPU-only faiss build: the CPU index is used exactly as before.
 
-``ROBUSTDML_FAISS_GPU`` overrides the choice: ``auto`` (default), ``1`` (require the GPU, fail clearly
-if faiss cannot use one) or ``0`` (always CPU, e.g. to leave GPU memory to training).
+The placement is a process-wide setting (``set_placement``; the CLI's ``--faiss`` flag): ``auto``
+(default), ``gpu`` (require the GPU, fail before any work if faiss cannot use one) or ``cpu`` (e.g. to
+leave GPU memory to training).
 
 faiss's GPU k-selection handles at most ``GPU_MAX_K`` neighbours per query; deeper searches (mAP@R on
 classes with more than 2048 items, such as whole Fashion-MNIST classes) run on the CPU index, so the
@@ -18,15 +19,14 @@ than on the CPU (the CPU index breaks ties by gallery index).
 from __future__ import annotations
 
 import functools
-import os
 from typing import Tuple
 
 import faiss
 import numpy as np
 
-ENV_VAR = "ROBUSTDML_FAISS_GPU"
+PLACEMENTS = ("auto", "gpu", "cpu")
 GPU_MAX_K = 2048
-_TRUE, _FALSE = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
+_placement = "auto"
 
 
 def faiss_gpu_count() -> int:
@@ -39,20 +39,22 @@ def faiss_gpu_count() -> int:
         return 0
 
 
-def use_faiss_gpu() -> bool:
-    """Whether faiss should run on GPU 0, from ``ROBUSTDML_FAISS_GPU`` and what faiss can see."""
-    setting = os.environ.get(ENV_VAR, "auto").strip().lower()
-    if setting in _FALSE:
-        return False
-    if setting not in _TRUE and setting != "auto":
-        raise ValueError(f"{ENV_VAR}={setting!r} is not understood; use auto, 1 (require GPU) or 0 (CPU only)")
-    available = faiss_gpu_count() > 0
-    if setting in _TRUE and not available:
+def set_placement(placement: str) -> None:
+    """Where faiss runs from now on in this process: ``auto``, ``gpu`` or ``cpu`` (see module docstring)."""
+    global _placement
+    if placement not in PLACEMENTS:
+        raise ValueError(f"faiss placement {placement!r} is not one of {', '.join(PLACEMENTS)}")
+    if placement == "gpu" and faiss_gpu_count() == 0:
         build = "this faiss build has no GPU support" if not hasattr(faiss, "StandardGpuResources") \
             else "faiss sees no GPU"
-        raise RuntimeError(f"{ENV_VAR}={setting} asks for faiss on a GPU, but {build}; install a GPU build "
-                           f"(pip install faiss-gpu-cu12) on a machine with CUDA 12, or set {ENV_VAR}=auto")
-    return available
+        raise ValueError(f"--faiss gpu asks for faiss on a GPU, but {build}; install a GPU build "
+                         "(pip install faiss-gpu-cu12) on a machine with CUDA 12, or use --faiss auto")
+    _placement = placement
+
+
+def use_faiss_gpu() -> bool:
+    """Whether faiss runs on GPU 0: the placement setting and what faiss can see."""
+    return _placement != "cpu" and faiss_gpu_count() > 0
 
 
 @functools.lru_cache(maxsize=1)
