@@ -33,7 +33,7 @@ def raw_images_per_second(model, images, steps: int) -> float:
 
 def training_images_per_second(trainer: Trainer, steps: int) -> float:
     trainer.sampler.set_epoch(0)
-    stream = batches(trainer.splits.train, trainer.sampler, 0, False)
+    stream = batches(trainer.train_source, trainer.sampler, 0, False)
     fetched = 0
     start = time.perf_counter()
     for _ in range(steps):
@@ -41,7 +41,7 @@ def training_images_per_second(trainer: Trainer, steps: int) -> float:
             images, labels = next(stream)
         except StopIteration:
             trainer.sampler.set_epoch(1)
-            stream = batches(trainer.splits.train, trainer.sampler, 0, False)
+            stream = batches(trainer.train_source, trainer.sampler, 0, False)
             images, labels = next(stream)
         trainer.train_step(images, labels)
         trainer.global_step += 1
@@ -62,7 +62,7 @@ def main() -> None:
         config = TrainConfig(dataset=args.dataset, loss=args.loss, device=args.device, progress=False,
                              output=tmp).resolved()
         trainer = Trainer(config, RunDirectory.create(tmp, []))
-        images, _ = next(batches(trainer.splits.train, trainer.sampler, 0, False))
+        images, _ = next(batches(trainer.train_source, trainer.sampler, 0, False))
         images = images.to(trainer.device)
         raw_images_per_second(trainer.model, images, 5)  # warm-up
         training_images_per_second(trainer, 5)

@@ -6,6 +6,7 @@ import torch
 
 from robustdml.data import (DATASETS, TensorRetrievalDataset, build_dataset, dataset_options, limit_per_class,
                             stratified_fraction, subset, validation_split, zero_shot_split)
+from robustdml.data.base import movable_to_device
 from robustdml.registry import UnknownNameError
 
 
@@ -48,6 +49,22 @@ def test_subset_keeps_the_contract_and_flattens_chains():
         subset(data, [99])
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_copy_gives_the_same_batches_there_and_leaves_the_original(device):
+    data = tiny()
+    part = subset(subset(data, [0, 11, 12, 20]), [3, 1, 2])
+    assert movable_to_device(part) and part.nbytes == data.images.numel()
+    moved = part.on_device(device)
+    images, labels = moved.get_batch([0, 2])
+    assert images.device.type == labels.device.type == device and moved.parent.images.dtype == torch.uint8
+    expected_images, expected_labels = part.get_batch([0, 2])
+    assert torch.equal(images.cpu(), expected_images) and torch.equal(labels.cpu(), expected_labels)
+    assert part.parent is data and data.images.device.type == "cpu"
+
+
 def test_subset_of_a_lazy_dataset_has_no_get_batch():
     class Lazy(torch.utils.data.Dataset):
         labels = np.array([0, 1, 1])
@@ -62,6 +79,7 @@ def test_subset_of_a_lazy_dataset_has_no_get_batch():
 
     part = subset(Lazy(), [2])
     assert not hasattr(part, "get_batch") and part[0][0].tolist() == [2.0, 2.0]
+    assert not movable_to_device(part)
 
 
 def test_synthetic_gaussian_matches_appendix_e_and_is_seeded():
