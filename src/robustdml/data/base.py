@@ -78,9 +78,13 @@ class TensorRetrievalDataset(RetrievalDataset):
 
     @staticmethod
     def _to_float(images: torch.Tensor) -> torch.Tensor:
-        if images.dtype == torch.uint8:
-            return images.float().div_(255.0)
-        return images.float()
+        if images.dtype != torch.uint8:
+            return images.float()
+        if images.device.type != "cpu":
+            # CUDA divides by a scalar as a multiply by its reciprocal (1 ulp off for half the values);
+            # the table holds the CPU's exact quotients, so a batch is the same on every device.
+            return _UNIT_PIXELS.to(images.device)[images.long()]
+        return images.float().div_(255.0)
 
     def __getitem__(self, index: int):
         return self._to_float(self.images[index]), int(self.labels[index])
@@ -89,12 +93,7 @@ class TensorRetrievalDataset(RetrievalDataset):
         """(images FloatTensor [B, *image_shape] in [0,1], labels LongTensor [B]) for ``indices``,
         on the device the images live on (see :meth:`on_device`)."""
         index = torch.from_numpy(as_index_array(indices, len(self), self.name)).to(self.images.device)
-        images = self.images[index]
-        if images.dtype == torch.uint8 and images.device.type != "cpu":
-            # CUDA divides by a scalar as a multiply by its reciprocal (1 ulp off for half the values);
-            # the table holds the CPU's exact quotients, so a batch is the same on every device.
-            return _UNIT_PIXELS.to(images.device)[images.long()], self._labels_tensor[index]
-        return self._to_float(images), self._labels_tensor[index]
+        return self._to_float(self.images[index]), self._labels_tensor[index]
 
     @property
     def nbytes(self) -> int:

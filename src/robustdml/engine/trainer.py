@@ -34,9 +34,9 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf or the embeddings collapsed; the last good checkpoint is kept."""
 
 
-# Mean pairwise distance of unit embeddings below this, for this many steps in a row, is a collapse.
 # In-memory training images up to this size are copied to the GPU once (uint8 Fashion-MNIST: 47 MB).
 MAX_DEVICE_DATASET_BYTES = 2 << 30
+# Mean pairwise distance of unit embeddings below this, for this many steps in a row, is a collapse.
 COLLAPSE_DISTANCE = 1e-3
 COLLAPSE_PATIENCE = 20
 

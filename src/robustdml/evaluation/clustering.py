@@ -1,7 +1,7 @@
 """Clustering quality of embeddings: NMI between class labels and k-means clusters.
 
-k-means uses faiss (on the GPU when faiss-gpu is installed) with k = number of classes and a fixed seed, so the same embeddings always give
-the same NMI. All points are used for training (no subsampling): NMI is defined on the whole set.
+k-means uses faiss (on the GPU when faiss-gpu is installed) with k = number of classes and a fixed
+seed, so the same embeddings always give the same NMI. All points are used for training (no subsampling): NMI is defined on the whole set.
 The cost is O(N * C * d * niter), which for SOP-sized sets (60k items, 11k classes) takes minutes:
 skip NMI (``with_nmi=False``) during training-time validation of very large sets.
 """
