@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -45,6 +46,7 @@ def training_curves(histories: Dict[str, List[dict]], path: Path) -> Path:
     r1_axis.set(xlabel="epoch", ylabel="validation R@1 (%)")
     for axis in (loss_axis, r1_axis):
         axis.grid(alpha=0.3)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     loss_axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
