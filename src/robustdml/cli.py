@@ -133,17 +133,19 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _float(text: str) -> float:
+    """``0.05`` or ``8/255`` -> float (fractions allowed, as eps are quoted in papers)."""
+    text = text.strip()
+    try:
+        numerator, _, denominator = text.partition("/")
+        return float(numerator) / float(denominator) if denominator else float(numerator)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
 def _float_list(text: str) -> List[float]:
-    """``0.01,0.05,8/255`` -> floats (fractions like 8/255 allowed, as eps are quoted in papers)."""
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            numerator, _, denominator = part.partition("/")
-            values.append(float(numerator) / float(denominator) if denominator else float(numerator))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {part!r}") from None
-    return values
+    """``0.01,0.05,8/255`` -> floats."""
+    return [_float(part) for part in text.split(",")]
 
 
 def _add_attack_parser(sub) -> None:
@@ -155,11 +157,11 @@ def _add_attack_parser(sub) -> None:
     parser.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS), help="comma-separated eps list (8/255 ok)")
     parser.add_argument("--engine", default="pgd", help="pgd | fgsm | apgd | cw")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--step-size", type=_float_list, default=None)
+    parser.add_argument("--step-size", type=_float, default=None)
     parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
     parser.add_argument("--ers", action="store_true", help="also run the ERS profile (PGD 32 x 3/255 at 8/255 or 77/255)")
     parser.add_argument("--ers-steps", type=int, help="override the ERS profile's steps")
-    parser.add_argument("--ers-eps", type=_float_list, help="override the ERS profile's eps")
+    parser.add_argument("--ers-eps", type=_float, help="override the ERS profile's eps")
     parser.add_argument("--max-queries", type=int, default=1000, help="random queries attacked (0 = all); CPU default 1000")
     parser.add_argument("--no-sanity-checks", action="store_true")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
@@ -180,11 +182,11 @@ def _cmd_attack(args) -> int:
     if any(eps < 0 for eps in args.eps):
         raise ValueError(f"--eps values must be >= 0, got {args.eps}")
     loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
-    overrides = {"steps": args.ers_steps, "eps": args.ers_eps[0] if args.ers_eps else None}
+    overrides = {"steps": args.ers_steps, "eps": args.ers_eps}
     report = evaluate_robustness(
         loaded.model, loaded.splits.test, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()],
         eps_list=args.eps, engine=args.engine, steps=args.steps,
-        step_size=args.step_size[0] if args.step_size else None, norm=args.norm,
+        step_size=args.step_size, norm=args.norm,
         max_queries=args.max_queries or None, with_ers=args.ers, ers_overrides=overrides,
         sanity_checks=not args.no_sanity_checks, batch_size=loaded.config.eval_batch_size, device=loaded.device,
         seed=args.seed, progress=not args.no_progress)

@@ -11,13 +11,13 @@ Conventions (torchattacks / AutoAttack, carried over to embedding objectives):
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 from typing import Callable, Optional
 
 import torch
 
+from robustdml.models.mode import eval_mode
 from robustdml.registry import Registry
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
@@ -63,17 +63,6 @@ def check_options(eps: float, steps: int, norm: str, step_size: Optional[float] 
         raise ValueError(f"step_size must be > 0 (or None for the engine's default), got {step_size!r}")
 
 
-@contextlib.contextmanager
-def attack_mode(model: torch.nn.Module):
-    """Model in eval() during the attack, previous mode restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
 class AttackEngine:
     name = "engine"
 
@@ -100,7 +89,7 @@ class AttackEngine:
         images = images.detach()
         if self.eps == 0:
             return images.clone()
-        with attack_mode(model):
+        with eval_mode(model):
             return self._perturb(model, images, objective, generator).detach()
 
     def _perturb(self, model, images, objective, generator):

@@ -41,6 +41,7 @@ import torch
 from robustdml.attacks import objectives as O
 from robustdml.attacks.engines import AttackEngine
 from robustdml.evaluation import knn, retrieval_metrics
+from robustdml.models.mode import eval_mode
 from robustdml.registry import Registry
 
 RETRIEVAL_ATTACKS: Registry = Registry("attack")
@@ -85,12 +86,8 @@ class AttackContext:
         check_attack_options({name: getattr(self, name) for name in ATTACK_OPTIONS})
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            was = self.model.training
-            self.model.eval()
-            out = self.model(images.to(self.device)).float().cpu()
-            self.model.train(was)
-        return out
+        with torch.no_grad(), eval_mode(self.model):
+            return self.model(images.to(self.device)).float().cpu()
 
     def perturb(self, indices: np.ndarray, objective_builder: Callable, *targets: torch.Tensor) -> torch.Tensor:
         images = load_images(self.dataset, indices).to(self.device)
@@ -122,8 +119,7 @@ def _register(name: str):
 
 @_register("nn")
 def nearest_neighbour(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    _, neighbours = knn(ctx.gallery[queries], ctx.gallery, 1, exclude_index=queries)
-    nearest = neighbours[:, 0]
+    nearest = _top(ctx, queries)
     correct = ctx.labels[nearest] == ctx.labels[queries]
     embeddings = ctx.gallery[queries].clone()
     if correct.any():
@@ -142,8 +138,7 @@ def embedding_shift(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.nda
 
 @_register("gtm")
 def greedy_top1_misranking(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    _, neighbours = knn(ctx.gallery[queries], ctx.gallery, 1, exclude_index=queries)
-    return {"embeddings": ctx.embed(ctx.perturb(queries, O.push_from, ctx.gallery[neighbours[:, 0]]))}
+    return {"embeddings": ctx.embed(ctx.perturb(queries, O.push_from, ctx.gallery[_top(ctx, queries)]))}
 
 
 @_register("ltm")

@@ -9,22 +9,15 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from robustdml.attacks import build_engine
 from robustdml.defenses.base import Defense
+from robustdml.models.mode import eval_mode
 
 EPS_28PX = 77 / 255  # RobRank's eps for 28x28 inputs (8/255 for 224px)
 
 
 def clean_embeddings(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Embeddings used to mine tuples and to set attack targets: eval mode, no graph."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        embeddings = model(images)
-    model.train(was_training)
-    return embeddings
-
-
-def squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).pow(2).sum(dim=-1)
+    with torch.no_grad(), eval_mode(model):
+        return model(images)
 
 
 def triplet_hardness(embeddings: torch.Tensor, a: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

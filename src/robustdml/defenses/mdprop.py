@@ -25,7 +25,7 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.defenses.base import DEFENSES, StepOutput
-from robustdml.defenses.common import AdversarialDefense
+from robustdml.defenses.common import AdversarialDefense, clean_embeddings
 from robustdml.models.multibn import CLEAN, convert_to_multi_bn, multi_bn_modules, use_distribution
 
 MDPROP_DISTRIBUTIONS = (CLEAN, "stax", "mtax", "uax")
@@ -67,12 +67,8 @@ class _MultiDistributionDefense(AdversarialDefense):
                                "distribution)")
 
     def clean_embeddings(self, model, images) -> torch.Tensor:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad(), use_distribution(model, CLEAN):
-            embeddings = model(images)
-        model.train(was_training)
-        return embeddings
+        with use_distribution(model, CLEAN):
+            return clean_embeddings(model, images)
 
     def generate(self, model, name: str, images, objective, generator) -> torch.Tensor:
         with use_distribution(model, name):

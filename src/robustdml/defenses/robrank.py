@@ -19,8 +19,7 @@ import torch
 from robustdml.attacks import objectives as O
 from robustdml.defenses.base import DEFENSES, StepOutput
 from robustdml.defenses.common import (AdversarialDefense, bool_option, clean_embeddings, number_option,
-                                       one_triplet_per_anchor, random_triplet_per_anchor, squared_distance,
-                                       triplet_hardness)
+                                       one_triplet_per_anchor, random_triplet_per_anchor, triplet_hardness)
 from robustdml.losses import build_miner
 from robustdml.losses.ics import intra_class_structure_loss
 
@@ -55,7 +54,7 @@ def _collapse_objective(count: int):
     """Over a batch [p'; n'] of 2*count images: minimise ||f(p') - f(n')||^2 (shared by both halves)."""
 
     def objective(embeddings):
-        gap = squared_distance(embeddings[:count], embeddings[count:])
+        gap = O.squared_distance(embeddings[:count], embeddings[count:])
         return -torch.cat([gap, gap])
 
     return objective

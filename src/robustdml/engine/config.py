@@ -95,10 +95,7 @@ class TrainConfig:
                 raise ConfigError(f"invalid {name}={getattr(self, name)!r}: {message}")
 
         for name in ("epochs", "batch_size", "samples_per_class", "embedding_dim", "eval_batch_size",
-                     "checkpoint_every", "image_size"):
-            value = getattr(self, name)
-            require(value is None or (isinstance(value, int) and value >= 1), name, "must be an integer >= 1")
-        for name in ("train_per_class", "test_per_class", "steps_per_epoch"):
+                     "checkpoint_every", "image_size", "train_per_class", "test_per_class", "steps_per_epoch"):
             value = getattr(self, name)
             require(value is None or (isinstance(value, int) and value >= 1), name, "must be an integer >= 1")
         require(0.0 < self.train_fraction <= 1.0, "train_fraction", "must be in (0, 1]")

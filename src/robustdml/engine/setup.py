@@ -25,14 +25,11 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed every global RNG once and return the run's own generator for all further randomness."""
+def seed_everything(seed: int) -> None:
+    """Seed every global RNG (Python, numpy, torch): libraries such as PML's miners draw from them."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
 
 
 @dataclass

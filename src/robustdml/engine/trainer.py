@@ -28,6 +28,7 @@ from robustdml.engine.config import TrainConfig
 from robustdml.engine.distributed import DistributedContext, init_distributed, shutdown_distributed
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.engine.setup import build_model_for, build_splits, seed_everything, select_device
+from robustdml.models.mode import eval_mode
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,10 +43,9 @@ COLLAPSE_PATIENCE = 20
 
 
 def mean_pairwise_distance(embeddings: torch.Tensor) -> float:
-    with torch.no_grad():
-        centred = embeddings.float() - embeddings.float().mean(dim=0, keepdim=True)
-        # E||x_i - x_j||^2 = 2 * mean squared deviation from the mean: O(B*D), no B x B matrix.
-        return math.sqrt(max(2.0 * centred.pow(2).sum(dim=1).mean().item(), 0.0))
+    centred = embeddings.float() - embeddings.float().mean(dim=0, keepdim=True)
+    # E||x_i - x_j||^2 = 2 * mean squared deviation from the mean: O(B*D), no B x B matrix.
+    return math.sqrt(max(2.0 * centred.pow(2).sum(dim=1).mean().item(), 0.0))
 
 
 def capture_global_rng() -> Dict[str, Any]:
@@ -213,10 +213,8 @@ class Trainer:
         """Every step is too costly; look at embeddings every 10 steps, in eval mode, without grad."""
         if self.global_step % 10:
             return
-        self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(self.model):
             spread = mean_pairwise_distance(self.model(images))
-        self.model.train()
         self._collapsed_steps = self._collapsed_steps + 10 if spread < COLLAPSE_DISTANCE else 0
         if self._collapsed_steps >= COLLAPSE_PATIENCE:
             raise TrainingDiverged(

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from robustdml.models.mode import eval_mode
+
 
 def _batches(data, batch_size: int, num_workers: int, pin_memory: bool) -> Tuple[Iterable, int]:
     """(iterator over (images, labels) batches, number of batches)."""
@@ -44,25 +46,20 @@ def compute_embeddings(model: torch.nn.Module, dataset_or_loader, batch_size: in
     device = torch.device(device)
     _check_model_device(model, device)
     batches, total = _batches(dataset_or_loader, batch_size, num_workers, pin_memory=device.type == "cuda")
-    was_training = model.training
-    model.eval()
     outputs, labels = [], []
-    try:
-        # no_grad rather than inference_mode: the outputs are used as constant targets by attacks,
-        # and inference tensors cannot take part in autograd.
-        with torch.no_grad():
-            for images, batch_labels in tqdm(batches, total=total, desc="embedding", unit="batch",
-                                             disable=not progress, leave=False):
-                embedded = model(images.to(device, non_blocking=True))
-                if not isinstance(embedded, torch.Tensor) or embedded.ndim != 2:
-                    raise ValueError("the model must return a [batch, dim] embedding tensor, got "
-                                     f"{type(embedded).__name__} {getattr(embedded, 'shape', '')}")
-                outputs.append(embedded.float().cpu())
-                if not isinstance(batch_labels, torch.Tensor):
-                    batch_labels = torch.as_tensor(np.asarray(batch_labels))
-                labels.append(batch_labels.cpu().reshape(-1))
-    finally:
-        model.train(was_training)
+    # no_grad rather than inference_mode: the outputs are used as constant targets by attacks,
+    # and inference tensors cannot take part in autograd.
+    with torch.no_grad(), eval_mode(model):
+        for images, batch_labels in tqdm(batches, total=total, desc="embedding", unit="batch",
+                                         disable=not progress, leave=False):
+            embedded = model(images.to(device, non_blocking=True))
+            if not isinstance(embedded, torch.Tensor) or embedded.ndim != 2:
+                raise ValueError("the model must return a [batch, dim] embedding tensor, got "
+                                 f"{type(embedded).__name__} {getattr(embedded, 'shape', '')}")
+            outputs.append(embedded.float().cpu())
+            if not isinstance(batch_labels, torch.Tensor):
+                batch_labels = torch.as_tensor(np.asarray(batch_labels))
+            labels.append(batch_labels.cpu().reshape(-1))
     if not outputs:
         raise ValueError("the data loader yielded no batches; there is nothing to embed")
     return torch.cat(outputs), torch.cat(labels).long()

@@ -6,5 +6,6 @@ pixel units, exactly as the papers do.
 
 from robustdml.models.embedding import EmbeddingModel
 from robustdml.models.factory import MODELS, build_model
+from robustdml.models.mode import eval_mode
 
-__all__ = ["EmbeddingModel", "MODELS", "build_model"]
+__all__ = ["EmbeddingModel", "MODELS", "build_model", "eval_mode"]
