@@ -72,7 +72,7 @@ class TensorRetrievalDataset(RetrievalDataset):
             raise ValueError(f"{name}: images must be uint8 (0..255) or float (0..1), got {images.dtype}")
         self.images = images
         self.labels = labels.astype(np.int64)
-        self._labels_tensor = torch.from_numpy(self.labels)
+        self._labels_tensor = torch.from_numpy(self.labels).to(images.device)  # batches come out together
         self.name = name
         self.image_shape = tuple(int(s) for s in images.shape[1:])
 
@@ -105,11 +105,7 @@ class TensorRetrievalDataset(RetrievalDataset):
         Why: on a GPU, indexing and converting a batch on the CPU and copying it over costs more than a
         small model's forward+backward; a uint8 copy of Fashion-MNIST takes 47 MB of GPU memory.
         """
-        copy = TensorRetrievalDataset.__new__(TensorRetrievalDataset)
-        copy.__dict__.update(self.__dict__)
-        copy.images = self.images.to(device)
-        copy._labels_tensor = self._labels_tensor.to(device)
-        return copy
+        return TensorRetrievalDataset(self.images.to(device), self.labels, self.name)
 
 
 class SubsetDataset(RetrievalDataset):

@@ -38,13 +38,13 @@ class RunSummary:
         epochs = [r for r in self.history if "step" in r and not r.get("final")]
         return max((r["step"] for r in epochs), default=0)
 
-    def robust_r1(self, eps: float, attack: str = "nn") -> List[float]:
-        return [row["R@1"] for report in self.robustness for row in report["rows"]
+    def robust(self, metric: str, eps: float, attack: str = "nn") -> List[float]:
+        """``metric`` (R@1, mAP@R) of ``attack``'s eps-curve row at ``eps``, one value per attack seed."""
+        return [row[metric] for report in self.robustness for row in report["rows"]
                 if row["attack"] == attack and row.get("curve", True) and abs(row["eps"] - eps) < 1e-9]
 
-    def robust_map(self, eps: float, attack: str = "nn") -> List[float]:
-        return [row["mAP@R"] for report in self.robustness for row in report["rows"]
-                if row["attack"] == attack and row.get("curve", True) and abs(row["eps"] - eps) < 1e-9]
+    def robust_r1(self, eps: float, attack: str = "nn") -> List[float]:
+        return self.robust("R@1", eps, attack)
 
     @property
     def ers(self) -> Optional[float]:
@@ -87,7 +87,7 @@ def results_table(runs: List[RunSummary], protocol: AttackProtocol) -> Tuple[Lis
                f"{100 * run.results['test/R@1']:.2f}", f"{100 * run.results['test/mAP@R']:.2f}",
                f"{100 * run.results.get('test/NMI', float('nan')):.2f}"]
         row += [_mean_std(run.robust_r1(eps)) for eps in eps_list]
-        row += [_mean_std(run.robust_map(eps_list[-1])), _mean_std([e for e in ensemble if e is not None])]
+        row += [_mean_std(run.robust("mAP@R", eps_list[-1])), _mean_std([e for e in ensemble if e is not None])]
         if protocol.with_ers:
             row.append("-" if run.ers is None else f"{run.ers:.2f}")
         row += [f"{run.results['passes'] / max(run.steps, 1):.1f}", f"{run.results['train_seconds']:.0f}",
@@ -133,6 +133,7 @@ def shifts_for(run: RunSummary, protocol: AttackProtocol, path: Path, device: st
     """2-d embeddings with arrows to their embedding-shift adversarial versions (vector datasets)."""
     from robustdml.attacks import build_engine
     from robustdml.attacks.objectives import push_from
+    from robustdml.attacks.retrieval import load_images
     from robustdml.engine.evaluate import load_run
     from robustdml.evaluation import compute_embeddings, knn
 
@@ -142,7 +143,7 @@ def shifts_for(run: RunSummary, protocol: AttackProtocol, path: Path, device: st
         return None
     gallery, labels = compute_embeddings(loaded.model, dataset, device=loaded.device, progress=False)
     chosen = np.random.default_rng(0).choice(len(labels), size=min(200, len(labels)), replace=False)
-    images = dataset.get_batch(chosen)[0].to(loaded.device)
+    images = load_images(dataset, chosen).to(loaded.device)
     engine = build_engine(protocol.engine, eps=max(protocol.eps_list), steps=protocol.steps)
     adversarial = engine.perturb(loaded.model, images, push_from(gallery[chosen].to(loaded.device)))
     with torch.no_grad():
