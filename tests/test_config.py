@@ -43,3 +43,9 @@ def test_yaml_round_trip_and_unknown_fields(tmp_path):
     path.write_text("epochs: 2\nlearning_rate: 0.1\n")
     with pytest.raises(ConfigError, match="learning_rate"):
         TrainConfig.load(path)
+
+
+def test_loss_option_typo_is_rejected_naming_the_valid_options():
+    with pytest.raises(ConfigError, match="no option.*marign.*its options: margin"):
+        TrainConfig(loss="triplet", loss_options={"marign": 0.1}).resolved()
+    assert TrainConfig(loss="triplet", loss_options={"margin": 0.1}).resolved().loss_options == {"margin": 0.1}

@@ -31,3 +31,10 @@ def test_published_defaults():
     assert build_loss("triplet").margin == 0.2
     assert build_loss("contrastive").neg_margin == 1.0
     assert loss_kind("contrastive") == "pair" and loss_kind("triplet") == "triplet"
+
+
+def test_unknown_loss_and_miner_options_are_errors():
+    with pytest.raises(ValueError, match="loss 'contrastive' has no option.*beta.*its options: margin"):
+        build_loss("contrastive", beta=1.0)
+    with pytest.raises(ValueError, match="miner 'hardest' has no option.*margin.*its options: none"):
+        build_miner("hardest", margin=0.1)

@@ -149,7 +149,8 @@ class HardnessManipulation(AdversarialDefense):
             raise ValueError(f"hm: destination must be one of {DESTINATIONS}, got {destination!r}")
         self.destination = destination
         self.margin = float(getattr(self.loss_fn, "margin", 0.2))
-        self.destination_miner = (build_miner(destination, margin=self.margin)
+        miner_options = {"margin": self.margin} if destination == "semihard" else {}  # distance-weighted has none
+        self.destination_miner = (build_miner(destination, **miner_options)
                                   if destination in ("semihard", "distance-weighted") else None)
         self.previous_loss = self.margin  # before the first step: no manipulation under LGA
 

@@ -108,6 +108,12 @@ class TrainConfig:
             require(self.batch_size % self.samples_per_class == 0, "batch_size",
                     f"must be divisible by samples_per_class={self.samples_per_class}")
         self._validate_names()
+        from robustdml.losses import build_loss
+
+        try:  # cheap: builds the loss object only, so a typo in loss_options fails before any work
+            build_loss(self.loss, **self.loss_options)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"invalid loss_options={self.loss_options!r}: {error}") from None
         from robustdml.defenses.common import number_option
 
         options = {key: number_option(self.defense, key, value) if key in ("eps", "step_size", "attack_rate", "steps") else value

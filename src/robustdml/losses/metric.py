@@ -7,6 +7,8 @@ Every loss here expects L2-normalised embeddings (our models always produce them
 
 from __future__ import annotations
 
+import inspect
+
 from pytorch_metric_learning import losses, miners
 
 from robustdml.registry import Registry
@@ -27,25 +29,25 @@ def _loss(name: str, kind: str):
 
 
 @_loss("contrastive", "pair")
-def _contrastive(margin: float = 1.0, **_):
+def _contrastive(margin: float = 1.0):
     """Hadsell et al.: pull positives together, push negatives beyond ``margin`` (published 1.0)."""
     return losses.ContrastiveLoss(pos_margin=0.0, neg_margin=margin)
 
 
 @_loss("triplet", "triplet")
-def _triplet(margin: float = 0.2, **_):
+def _triplet(margin: float = 0.2):
     """Schroff et al.: ``max(0, d(a,p) - d(a,n) + margin)`` with margin 0.2."""
     return losses.TripletMarginLoss(margin=margin)
 
 
 @_loss("margin", "pair")
-def _margin(margin: float = 0.2, beta: float = 1.2, **_):
+def _margin(margin: float = 0.2, beta: float = 1.2):
     """Wu et al. 2017 margin loss (fixed beta; pair with distance-weighted mining)."""
     return losses.MarginLoss(margin=margin, nu=0.0, beta=beta, learn_beta=False)
 
 
 @_loss("multi-similarity", "pair")
-def _multi_similarity(alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, **_):
+def _multi_similarity(alpha: float = 2.0, beta: float = 50.0, base: float = 0.5):
     """Wang et al. 2019 multi-similarity loss with its published constants."""
     return losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
 
@@ -56,31 +58,43 @@ def loss_kind(name: str) -> str:
     return _KIND[name]
 
 
+def _build(registry: Registry, name: str, options):
+    """Call the named builder; an option it does not take (e.g. a typo such as ``marign``) is an
+    error naming the valid ones, never silently ignored."""
+    builder = registry.get(name)
+    valid = list(inspect.signature(builder).parameters)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"{registry.kind} {name!r} has no option(s) {', '.join(unknown)}; "
+                         f"its options: {', '.join(valid) or 'none'}")
+    return builder(**options)
+
+
 def build_loss(name: str, **options):
-    return LOSSES.get(name)(**options)
+    return _build(LOSSES, name, options)
 
 
 @MINERS.register("all")
-def _all(**_):
+def _all():
     """No mining: the loss uses every valid pair/triplet of the batch."""
     return None
 
 
 @MINERS.register("distance-weighted")
-def _distance_weighted(cutoff: float = 0.5, nonzero_loss_cutoff: float = 1.4, **_):
+def _distance_weighted(cutoff: float = 0.5, nonzero_loss_cutoff: float = 1.4):
     return miners.DistanceWeightedMiner(cutoff=cutoff, nonzero_loss_cutoff=nonzero_loss_cutoff)
 
 
 @MINERS.register("semihard")
-def _semihard(margin: float = 0.2, **_):
+def _semihard(margin: float = 0.2):
     return miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
 
 
 @MINERS.register("hardest")
-def _hardest(**_):
+def _hardest():
     return miners.BatchHardMiner()
 
 
 def build_miner(name: str, **options):
     """A PML miner, or ``None`` for ``all`` (PML losses then use every tuple)."""
-    return MINERS.get(name)(**options)
+    return _build(MINERS, name, options)
