@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustdml.attacks.spec import AUTO_STEPS, AttackSpec
 from robustdml.attacks.suite import evaluate_robustness
 from robustdml.data import build_dataset, limit_per_class
 
@@ -49,14 +50,16 @@ def main(argv=None):
     parser.add_argument("--weights", help="state dict of your model (default: random init)")
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--per-class", type=int, default=100, help="test images per class")
-    parser.add_argument("--queries", type=int, default=300, help="attacked queries")
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=300, help="attacked queries (fewer = wider intervals)")
+    parser.add_argument("--steps", type=int, default=AUTO_STEPS, help="steps per attack run (default: the measured "
+                                                                      "strong setting; fewer only for a smoke test)")
     args = parser.parse_args(argv)
 
     model = build_my_model(args.weights)
     test = limit_per_class(build_dataset(args.dataset, "test"), args.per_class)
-    report = evaluate_robustness(model, test, attacks=["nn", "es"], eps_list=[0.01, 0.05, 0.1], engine="apgd",
-                                 steps=args.steps, max_queries=args.queries, progress=False)
+    # The default evaluation: the auto ensemble at eps 0.01, 0.05, 0.1 with its convergence check.
+    spec = AttackSpec(max_queries=args.queries, steps=args.steps)
+    report = evaluate_robustness(model, test, spec, progress=False)
     print(report.to_markdown())
     return report
 

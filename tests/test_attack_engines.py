@@ -166,3 +166,67 @@ def test_more_bad_options_are_named(options, fragment):
         build_engine("apgd", eps=0.1, rho=0.0)
     with pytest.raises(ValueError, match="attack engine"):
         build_engine("bim", eps=0.1)
+
+
+class _MovedAway:
+    """Stop criterion for tests: the embedding moved more than ``radius`` from its clean value."""
+
+    def __init__(self, clean, radius):
+        self.clean, self.radius = clean, radius
+
+    def __call__(self, embeddings):
+        return (embeddings - self.clean).norm(dim=1) > self.radius
+
+    def select(self, index):
+        return _MovedAway(self.clean[index], self.radius)
+
+
+class _RowWise(torch.nn.Module):
+    """Embeds each image with element-wise operations only, so a sample's output and gradient are
+    bitwise the same whatever else is in its batch. (A convnet's need not be: oneDNN may pick another
+    algorithm for another batch size, changing the last bit, after which sign steps can diverge.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(784, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        features = torch.tanh(x.flatten(1) * self.weight)
+        return torch.nn.functional.normalize(features.view(len(x), 16, 49).sum(dim=2), dim=1)
+
+
+@pytest.mark.parametrize("name", ["pgd", "apgd", "fgsm"])
+def test_early_stop_changes_the_cost_not_the_result(name, generator):
+    model = _RowWise()
+    images = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        clean = model.eval()(images)
+    engine = build_engine(name, eps=0.05, steps=8)
+    start = engine.clip(images, images + 0.02 * (2 * torch.rand(images.shape, generator=generator) - 1))
+    unstopped = engine.attack(model, images, push_from(clean), start=start).adversarial
+    with torch.no_grad():  # a radius that about half of the samples reach
+        radius = float((model(unstopped) - clean).norm(dim=1).median())
+    stop = _MovedAway(clean, radius=radius)
+    fast = engine.attack(model, images, push_from(clean), stop=stop, early_stop=True, start=start)
+    full = engine.attack(model, images, push_from(clean), stop=stop, early_stop=False, start=start)
+    assert 0 < int(fast.success.sum()) < len(images), "the test needs some successes and some failures"
+    assert torch.equal(fast.success, full.success)
+    assert torch.allclose(fast.adversarial, full.adversarial, atol=1e-6)
+    assert (fast.passes <= full.passes).all()
+    if name != "fgsm":  # one step: nothing to save
+        assert fast.passes.sum() < full.passes.sum()
+    with torch.no_grad():
+        moved = (model(fast.adversarial) - clean).norm(dim=1)
+    assert (moved[fast.success] > radius - 1e-4).all(), "a success must keep its successful iterate"
+
+
+def test_a_given_start_replaces_the_random_start(model):
+    images = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        clean = model.eval()(images)
+    engine = build_engine("pgd", eps=0.05, steps=3)
+    start = images + 0.04
+    one = engine.attack(model, images, push_from(clean), generator=torch.Generator().manual_seed(0), start=start)
+    two = engine.attack(model, images, push_from(clean), generator=torch.Generator().manual_seed(9), start=start)
+    assert torch.equal(one.adversarial, two.adversarial)
+    assert (one.passes == 3.0).all()

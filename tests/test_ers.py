@@ -2,7 +2,7 @@
 
 import pytest
 
-from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_profile, ers_terms
+from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_terms
 
 PERFECT = {"CA+": 50, "CA-": 0, "QA+": 50, "QA-": 0, "TMA": 0, "ES:D": 0, "ES:R": 100, "LTM": 100, "GTM": 100,
            "GTT": 100}
@@ -40,19 +40,3 @@ def test_terms_are_clipped_to_0_100():
 def test_a_missing_score_is_named(missing):
     with pytest.raises(ValueError, match=missing.replace("+", r"\+")):
         empirical_robustness_score({k: v for k, v in MIXED.items() if k != missing})
-
-
-def test_profiles_follow_the_input_size_and_can_be_overridden():
-    small, large = ers_profile(28), ers_profile(224)
-    assert small.eps == pytest.approx(77 / 255) and large.eps == pytest.approx(8 / 255)
-    for profile in (small, large):
-        assert (profile.engine, profile.norm, profile.steps) == ("pgd", "linf", 32)
-        assert profile.step_size == pytest.approx(3 / 255)
-    assert ers_profile(28, steps=8).steps == 8
-    assert ers_profile(224, eps=0.01).eps == 0.01
-    assert ers_profile(224, eps=None).eps == pytest.approx(8 / 255)  # None = keep the published value
-
-
-def test_an_unknown_profile_override_is_named():
-    with pytest.raises(ValueError, match="stepz"):
-        ers_profile(28, stepz=3)

@@ -7,6 +7,7 @@ import pytest
 from robustdml.cli import main
 from robustdml.reporting.report import build_report
 from robustdml.reporting.runner import run_suite
+from robustdml.attacks.spec import AttackSpec
 from robustdml.reporting.suites import SUITES, AttackProtocol, build_suite, select_runs
 
 
@@ -16,7 +17,7 @@ def _png(path):
 
 def test_synthetic_suite_report_and_resume(tmp_path):
     suite = build_suite("synthetic")
-    suite.protocol = AttackProtocol(eps_list=(0.1, 0.2), steps=3, max_queries=100)
+    suite.protocol = AttackProtocol(spec=AttackSpec(eps=(0.1, 0.2), steps=3, max_queries=100, probe_queries=20))
     output = run_suite(suite, tmp_path / "report", device="cpu", progress=False, overrides={"epochs": 2})
     markdown = (output / "report.md").read_text()
     assert "| natural | natural |" in markdown and "| robust triplet | robust-triplet |" in markdown
@@ -29,7 +30,7 @@ def test_synthetic_suite_report_and_resume(tmp_path):
 
     results = output / "runs" / "natural" / "results.json"
     stamp = results.stat().st_mtime_ns
-    cache = {path: path.stat().st_mtime_ns for path in (output / "runs" / "natural" / "robustness").glob("*.json")}
+    cache = {path: path.stat().st_mtime_ns for path in (output / "runs" / "natural" / "robustness").glob("*/*.json")}
     assert cache
     run_suite(suite, output, device="cpu", progress=False, overrides={"epochs": 2})
     assert results.stat().st_mtime_ns == stamp, "a finished run was retrained"
@@ -39,7 +40,7 @@ def test_synthetic_suite_report_and_resume(tmp_path):
 def test_report_command_renders_a_retrieval_gallery(natural_fmnist_run, tmp_path):
     output = tmp_path / "report"
     code = main(["report", str(natural_fmnist_run[0]), "--output", str(output), "--eps", "0.05,0.1", "--steps", "2",
-                 "--max-queries", "50", "--device", "cpu"])
+                 "--max-queries", "50", "--probe-queries", "0", "--device", "cpu"])
     assert code == 0
     galleries = list((output / "figures").glob("gallery_*.png"))
     assert len(galleries) == 1 and _png(galleries[0])

@@ -148,51 +148,96 @@ def _float_list(text: str) -> List[float]:
     return [_float(part) for part in text.split(",")]
 
 
-def _add_attack_parser(sub) -> None:
-    from robustdml.attacks.suite import DEFAULT_EPS
+def _add_spec_flags(parser, max_queries: int) -> None:
+    """The flags of an attack specification (robustdml.attacks.spec.AttackSpec), shared by attack and report."""
+    from robustdml.attacks import spec as S
 
-    parser = sub.add_parser("attack", help="robustness of a trained run: attacks x eps, ensemble, ERS")
-    parser.add_argument("run_dir")
-    parser.add_argument("--attacks", default="nn", help="comma-separated: nn, es, qa+, qa-, ca+, ca-, tma, ltm, gtm, gtt")
-    parser.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS), help="comma-separated eps list (8/255 ok)")
-    parser.add_argument("--engine", default="pgd", help="pgd | fgsm | apgd | cw")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--step-size", type=_float, default=None)
+    parser.add_argument("--attacks", default=S.AUTO,
+                        help=f"comma-separated (default {S.AUTO}: the ensemble {', '.join(S.AUTO_MEMBERS)} with early "
+                             f"stop); any of: {', '.join(S.attack_names())}")
+    parser.add_argument("--eps", type=_float_list, default=list(S.DEFAULT_EPS), help="comma-separated eps list (8/255 ok)")
+    parser.add_argument("--engine", default="apgd", help="pgd | fgsm | apgd | cw (default apgd)")
+    parser.add_argument("--steps", type=int, default=S.AUTO_STEPS, help=f"gradient steps per run (default {S.AUTO_STEPS})")
+    parser.add_argument("--step-size", type=_float, default=None, help="default: the engine's (APGD: 2 eps, adaptive)")
     parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    parser.add_argument("--ers", action="store_true", help="also run the ERS profile (PGD 32 x 3/255 at 8/255 or 77/255)")
-    parser.add_argument("--ers-steps", type=int, help="override the ERS profile's steps")
-    parser.add_argument("--ers-eps", type=_float, help="override the ERS profile's eps")
-    parser.add_argument("--max-queries", type=int, default=1000, help="random queries attacked (0 = all); CPU default 1000")
-    parser.add_argument("--no-sanity-checks", action="store_true")
+    parser.add_argument("--restarts", type=int, default=S.AUTO_RESTARTS,
+                        help=f"random restarts of each ensemble member (default {S.AUTO_RESTARTS})")
+    parser.add_argument("--targets", type=int, default=S.AUTO_TARGETS,
+                        help=f"other classes the targeted member aims at (default {S.AUTO_TARGETS})")
+    parser.add_argument("--candidates", type=int, default=S.MARGIN_CANDIDATES,
+                        help=f"nearest positives/negatives in the margin objectives (default {S.MARGIN_CANDIDATES})")
+    parser.add_argument("--no-random-start", action="store_true", help="start at the clean image")
+    parser.add_argument("--no-early-stop", action="store_true", help="keep attacking queries already misranked "
+                                                                     "(same robust R@1, more cost)")
+    parser.add_argument("--qa-candidates", type=int, default=1, help="m: candidates per query in QA+/QA-")
+    parser.add_argument("--ca-queries", type=int, default=1, help="w: queries per candidate in CA+/CA-")
+    parser.add_argument("--gtt-k", type=int, default=4, help="GTT moves the top-1 out of the top-k")
+    parser.add_argument("--max-queries", type=int, default=max_queries,
+                        help=f"random test queries attacked (0 = all; default {max_queries}); a CPU budget cuts "
+                             "queries, never steps")
+    parser.add_argument("--probe-queries", type=int, default=S.PROBE_QUERIES,
+                        help=f"queries re-attacked with 2x steps and one more restart to check convergence "
+                             f"(default {S.PROBE_QUERIES}; 0 = no check)")
+    parser.add_argument("--no-sanity-checks", action="store_true", help="skip the eps-monotonicity and unbounded checks")
+    parser.add_argument("--ers", action="store_true", help="also run the published ERS profile (PGD 32 x 3/255 from "
+                                                           "the clean image at 8/255 or 77/255)")
+    parser.add_argument("--ers-steps", type=int, help="override the ERS profile's steps (no longer the published ERS)")
+    parser.add_argument("--ers-eps", type=_float, help="override the ERS profile's eps (no longer the published ERS)")
+
+
+def _spec_from_args(args, image_size: int):
+    from robustdml.attacks.spec import AttackSpec, ers_spec
+
+    ers = ers_spec(image_size, steps=args.ers_steps, eps=args.ers_eps) if args.ers else None
+    return AttackSpec(attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), eps=tuple(args.eps),
+                      engine=args.engine, steps=args.steps, step_size=args.step_size, norm=args.norm,
+                      random_start=not args.no_random_start, restarts=args.restarts, targets=args.targets,
+                      candidates=args.candidates, early_stop=not args.no_early_stop,
+                      qa_candidates=args.qa_candidates, ca_queries=args.ca_queries, gtt_k=args.gtt_k,
+                      max_queries=args.max_queries or None, probe_queries=args.probe_queries,
+                      sanity_checks=not args.no_sanity_checks, ers=ers)
+
+
+def _input_size(run_dir) -> int:
+    """The side of the run's input images (28 for the 28px sets), for the ERS profile."""
+    from robustdml.engine.config import TrainConfig
+    from robustdml.engine.run_dir import RunDirectory
+    from robustdml.engine.setup import ZERO_SHOT_DATASETS
+
+    config = TrainConfig.load(RunDirectory.open(run_dir).config_path).resolved()
+    return config.image_size if config.dataset in ZERO_SHOT_DATASETS else 28
+
+
+def _add_attack_parser(sub) -> None:
+    parser = sub.add_parser("attack", help="robustness of a trained run: attacks x eps, worst case, checks, ERS")
+    parser.add_argument("run_dir")
+    _add_spec_flags(parser, max_queries=1000)
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--bn", default="clean", help="batch norm of multi-BN models (MDProp: clean|stax|mtax|uax)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", help="report folder (default RUN_DIR/robustness)")
+    parser.add_argument("--bn", default="clean", help="batch norm of multi-BN models (MDProp: clean|stax|mtax)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the query sample and random starts")
+    parser.add_argument("--output", help="also copy the report into this folder (default: RUN_DIR/robustness/<key>)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=_cmd_attack)
 
 
 def _cmd_attack(args) -> int:
-    from robustdml.attacks.suite import evaluate_robustness
-    from robustdml.engine.evaluate import load_run
+    import shutil
 
-    if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if any(eps < 0 for eps in args.eps):
-        raise ValueError(f"--eps values must be >= 0, got {args.eps}")
-    loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
-    overrides = {"steps": args.ers_steps, "eps": args.ers_eps}
-    report = evaluate_robustness(
-        loaded.model, loaded.splits.test, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()],
-        eps_list=args.eps, engine=args.engine, steps=args.steps,
-        step_size=args.step_size, norm=args.norm,
-        max_queries=args.max_queries or None, with_ers=args.ers, ers_overrides=overrides,
-        sanity_checks=not args.no_sanity_checks, batch_size=loaded.config.eval_batch_size, device=loaded.device,
-        seed=args.seed, progress=not args.no_progress)
-    folder = report.write(args.output or loaded.run.path / "robustness")
-    print(report.to_markdown())
-    print(f"report written to {folder}")
+    from robustdml.reporting.robustness_cache import robustness_folder, robustness_for
+    from robustdml.reporting.suites import AttackProtocol
+
+    spec = _spec_from_args(args, _input_size(args.run_dir))
+    protocol = AttackProtocol(spec=spec, seeds=(args.seed,))
+    folder = robustness_folder(Path(args.run_dir), protocol, args.seed, args.checkpoint, args.bn)
+    if (folder / "robustness.json").is_file():
+        print(f"reusing the result of the same attack spec, checkpoint, BN and seed in {folder}")
+    robustness_for(Path(args.run_dir), protocol, args.seed, device=args.device, progress=not args.no_progress,
+                   checkpoint=args.checkpoint, bn=args.bn)
+    if args.output:
+        shutil.copytree(folder, args.output, dirs_exist_ok=True)
+    print((folder / "robustness.md").read_text())
+    print(f"report written to {folder}" + (f" and {args.output}" if args.output else ""))
     return 0
 
 
@@ -232,19 +277,11 @@ def _cmd_benchmark(args) -> int:
 
 
 def _add_report_parser(sub) -> None:
-    from robustdml.attacks.suite import DEFAULT_EPS
-
     parser = sub.add_parser("report", help="rebuild a report from run directories, without retraining")
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--output", default="reports/report")
-    parser.add_argument("--attacks", default="nn")
-    parser.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS))
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--engine", default="pgd")
+    _add_spec_flags(parser, max_queries=300)
     parser.add_argument("--seeds", type=int, default=1, help="number of attack seeds (mean ± std)")
-    parser.add_argument("--max-queries", type=int, default=300, help="0 = all")
-    parser.add_argument("--ers", action="store_true")
-    parser.add_argument("--ers-steps", type=int)
     parser.add_argument("--device", default="auto")
     parser.set_defaults(handler=_cmd_report)
 
@@ -253,9 +290,9 @@ def _cmd_report(args) -> int:
     from robustdml.reporting.report import build_report
     from robustdml.reporting.suites import AttackProtocol
 
-    protocol = AttackProtocol(attacks=tuple(a.strip() for a in args.attacks.split(",")), eps_list=tuple(args.eps),
-                              steps=args.steps, engine=args.engine, seeds=tuple(range(args.seeds)),
-                              max_queries=args.max_queries or None, with_ers=args.ers, ers_steps=args.ers_steps)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    protocol = AttackProtocol(spec=_spec_from_args(args, _input_size(args.run_dirs[0])), seeds=tuple(range(args.seeds)))
     folder = build_report([Path(p) for p in args.run_dirs], Path(args.output), protocol=protocol,
                           command="robustdml report " + " ".join(args.run_dirs), device=args.device)
     print(f"report written to {folder}/report.md and report.html")

@@ -81,10 +81,14 @@ def _translocate(embeddings, top1, keep):
     return squared_distance(embeddings, top1) - squared_distance(embeddings[:, None, :], keep).mean(dim=1)
 
 
+def _nearest(embeddings, targets):
+    """min_t ||e - t||^2 over (B, T, E) targets, with a batched matrix product."""
+    cross = torch.bmm(targets, embeddings[:, :, None]).squeeze(2)                 # (B, T)
+    return (embeddings.pow(2).sum(dim=1, keepdim=True) - 2 * cross + targets.pow(2).sum(dim=2)).amin(dim=1)
+
+
 def _margin(embeddings, positives, negatives):
-    nearest_positive = squared_distance(embeddings[:, None, :], positives).amin(dim=1)
-    nearest_negative = squared_distance(embeddings[:, None, :], negatives).amin(dim=1)
-    return nearest_positive - nearest_negative
+    return _nearest(embeddings, positives) - _nearest(embeddings, negatives)
 
 
 def push_from(targets: torch.Tensor) -> Objective:

@@ -3,12 +3,12 @@ ten attacks, each normalised so that 100 means "the attack changed nothing".
 
 ERS = mean of [2*CA+, 100-CA-, 2*QA+, 100-QA-, 100*(1-TMA), 100*(2-ES:D)/2, ES:R, LTM, GTM, GTT]
 with CA/QA as rank percentiles (%), TMA a cosine, ES:D a distance in [0, 2] and ES:R, LTM, GTM,
-GTT in percent. Each term is clipped to [0, 100].
+GTT in percent. Each term is clipped to [0, 100]. The attack profile that produces the scores is
+:func:`robustdml.attacks.spec.ers_spec`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, Mapping
 
 ERS_INPUTS = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT")
@@ -31,25 +31,3 @@ def ers_terms(scores: Mapping[str, float]) -> Dict[str, float]:
 def empirical_robustness_score(scores: Mapping[str, float]) -> float:
     terms = ers_terms(scores)
     return sum(terms.values()) / len(terms)
-
-
-@dataclass(frozen=True)
-class ERSProfile:
-    """The published attack budget: PGD, 32 steps of 3/255, eps 8/255 (224px) or 77/255 (28px)."""
-
-    eps: float
-    steps: int = 32
-    step_size: float = 3 / 255
-    engine: str = "pgd"
-    norm: str = "linf"
-
-
-def ers_profile(image_size: int, **overrides) -> ERSProfile:
-    """The profile for inputs of ``image_size`` pixels (<= 32: the 28px profile), with overrides."""
-    valid = ("eps", "steps", "step_size", "engine", "norm")
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown ERS profile override(s) {unknown}; valid: {', '.join(valid)}")
-    eps = 77 / 255 if image_size <= 32 else 8 / 255
-    values = {"eps": eps, **{k: v for k, v in overrides.items() if v is not None}}
-    return ERSProfile(**values)

@@ -19,6 +19,7 @@ import torch
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.reporting import plots
+from robustdml.reporting.robustness_cache import robustness_for
 from robustdml.reporting.suites import AttackProtocol
 
 Block = Tuple  # ("h2", text) | ("p", text) | ("table", header, rows) | ("img", path, caption) | ("code", text)
@@ -38,13 +39,28 @@ class RunSummary:
         epochs = [r for r in self.history if "step" in r and not r.get("final")]
         return max((r["step"] for r in epochs), default=0)
 
-    def robust(self, metric: str, eps: float, attack: str = "nn") -> List[float]:
-        """``metric`` (R@1, mAP@R) of ``attack``'s eps-curve row at ``eps``, one value per attack seed."""
-        return [row[metric] for report in self.robustness for row in report["rows"]
-                if row["attack"] == attack and row.get("curve", True) and abs(row["eps"] - eps) < 1e-9]
+    def robust(self, metric: str, eps: float) -> List[float]:
+        """``metric`` (R@1, mAP@R) of the per-query worst case at ``eps``, one value per attack seed."""
+        return [report["worst_case"][key][metric] for report in self.robustness
+                for key in report["worst_case"] if abs(float(key) - eps) < 1e-9]
 
-    def robust_r1(self, eps: float, attack: str = "nn") -> List[float]:
-        return self.robust("R@1", eps, attack)
+    def robust_r1(self, eps: float) -> List[float]:
+        return self.robust("R@1", eps)
+
+    def interval(self, eps: float) -> Optional[Tuple[float, float]]:
+        """95% interval of the first seed's robust R@1 at ``eps`` (over its queries)."""
+        for key, entry in self.robustness[0]["worst_case"].items():
+            if abs(float(key) - eps) < 1e-9:
+                return tuple(entry["R@1_ci"])
+        return None
+
+    @property
+    def attack_cost(self) -> float:
+        """Forward+backward passes per query, summed over the eps of the first seed's evaluation."""
+        return sum(entry["passes_per_query"] for entry in self.robustness[0]["worst_case"].values())
+
+    def unconverged(self) -> List[str]:
+        return [warning for report in self.robustness for warning in report["warnings"]]
 
     @property
     def ers(self) -> Optional[float]:
@@ -52,18 +68,18 @@ class RunSummary:
         return values[0] if values else None
 
 
-def _mean_std(values: Sequence[float], scale: float = 100.0) -> str:
+def _mean_std(values: Sequence[float], scale: float = 100.0, interval: Optional[Tuple[float, float]] = None) -> str:
+    """One value (with its 95% interval when given) or mean ± std over seeds."""
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{scale * values[0]:.2f}"
+        ci = f" [{scale * interval[0]:.1f}, {scale * interval[1]:.1f}]" if interval else ""
+        return f"{scale * values[0]:.2f}{ci}"
     return f"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"
 
 
 def summarise_run(path: Path, protocol: AttackProtocol, label: Optional[str] = None, device: str = "auto",
                   progress: bool = False) -> RunSummary:
-    from robustdml.reporting.runner import robustness_for
-
     run = RunDirectory.open(path)
     results_path = run.path / "results.json"
     if not results_path.is_file():
@@ -77,80 +93,84 @@ def summarise_run(path: Path, protocol: AttackProtocol, label: Optional[str] = N
 def results_table(runs: List[RunSummary], protocol: AttackProtocol) -> Tuple[List[str], List[List[str]]]:
     eps_list = list(protocol.eps_list)
     header = ["run", "defense", "R@1", "mAP@R", "NMI"] + [f"robust R@1 (eps {e:g})" for e in eps_list] + \
-             [f"robust mAP@R (eps {eps_list[-1]:g})", "ensemble R@1"] + (["ERS"] if protocol.with_ers else []) + \
-             ["passes/step", "train time (s)", "run directory"]
+             [f"robust mAP@R (eps {eps_list[-1]:g})"] + (["ERS"] if protocol.with_ers else []) + \
+             ["attack passes/query", "passes/step", "train time (s)", "run directory"]
     rows = []
     for run in runs:
-        ensemble = [report["ensemble"].get(str(eps_list[-1]), report["ensemble"].get(str(float(eps_list[-1]))))
-                    for report in run.robustness]
         row = [run.label, run.config.defense,
                f"{100 * run.results['test/R@1']:.2f}", f"{100 * run.results['test/mAP@R']:.2f}",
                f"{100 * run.results.get('test/NMI', float('nan')):.2f}"]
-        row += [_mean_std(run.robust_r1(eps)) for eps in eps_list]
-        row += [_mean_std(run.robust("mAP@R", eps_list[-1])), _mean_std([e for e in ensemble if e is not None])]
+        row += [_mean_std(run.robust_r1(eps), interval=run.interval(eps)) for eps in eps_list]
+        row.append(_mean_std(run.robust("mAP@R", eps_list[-1])))
         if protocol.with_ers:
             row.append("-" if run.ers is None else f"{run.ers:.2f}")
-        row += [f"{run.results['passes'] / max(run.steps, 1):.1f}", f"{run.results['train_seconds']:.0f}",
-                f"`{run.path}`"]
+        row += [f"{run.attack_cost:.0f}", f"{run.results['passes'] / max(run.steps, 1):.1f}",
+                f"{run.results['train_seconds']:.0f}", f"`{run.path}`"]
         rows.append(row)
     return header, rows
 
 
+def _attacked(loaded, protocol: AttackProtocol, chosen: np.ndarray):
+    """A loaded run's clean test embeddings and labels, and the adversarial images (and their
+    embeddings) of the ``chosen`` queries under the protocol's ensemble at its largest eps."""
+    from robustdml.attacks.ensemble import EnsembleRunner
+    from robustdml.attacks.retrieval import AttackContext
+    from robustdml.attacks.spec import AUTO_MEMBERS, ENSEMBLE_ATTACKS
+    from robustdml.evaluation import compute_embeddings
+
+    dataset = loaded.splits.test
+    gallery, labels = compute_embeddings(loaded.model, dataset, device=loaded.device, progress=False)
+    labels = labels.numpy()
+    spec = protocol.spec
+    members = tuple(m for m in spec.members if m in ENSEMBLE_ATTACKS) or AUTO_MEMBERS
+    context = AttackContext(model=loaded.model, dataset=dataset, gallery=gallery, labels=labels, engine=None,
+                            device=loaded.device, generator=torch.Generator().manual_seed(0))
+    runner = EnsembleRunner(context, seed=protocol.seeds[0])
+    outcome = runner.run(chosen, spec, max(spec.eps), members, alive=np.ones(len(chosen), dtype=bool),
+                         keep_images=True)
+    with torch.no_grad():
+        attacked = loaded.model(outcome.images.to(loaded.device)).float().cpu()
+    return gallery, labels, outcome.images, attacked
+
+
 def gallery_for(run: RunSummary, protocol: AttackProtocol, path: Path, device: str = "auto", queries: int = 3,
                 k: int = 5) -> Optional[Path]:
-    """Query, top-k clean, top-k of the NN-attacked query (largest eps) against the clean gallery."""
-    from robustdml.attacks import build_engine
-    from robustdml.attacks.objectives import push_from
+    """Query, top-k clean, top-k of the attacked query (the default attack at the largest eps)."""
     from robustdml.attacks.retrieval import load_images
     from robustdml.engine.evaluate import load_run
-    from robustdml.evaluation import compute_embeddings, knn
+    from robustdml.evaluation import knn
 
     loaded = load_run(run.path, device=device)
     dataset = loaded.splits.test
     if len(dataset.image_shape) != 3:
         return None
-    gallery, labels = compute_embeddings(loaded.model, dataset, device=loaded.device, progress=False)
-    labels = labels.numpy()
-    chosen = np.random.default_rng(0).choice(len(labels), size=queries, replace=False)
+    chosen = np.sort(np.random.default_rng(0).choice(len(dataset), size=queries, replace=False))
+    gallery, labels, adversarial, attacked = _attacked(loaded, protocol, chosen)
     _, clean_nn = knn(gallery[chosen], gallery, k, exclude_index=chosen)
-    engine = build_engine(protocol.engine, eps=max(protocol.eps_list), steps=protocol.steps)
-    images = load_images(dataset, chosen).to(loaded.device)
-    adversarial = engine.perturb(loaded.model, images, push_from(gallery[clean_nn[:, 0]].to(loaded.device)),
-                                 torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        attacked = loaded.model(adversarial).float().cpu()
     _, attacked_nn = knn(attacked, gallery, k, exclude_index=chosen)
     as_images = lambda idx: [img.numpy() for img in load_images(dataset, idx)]  # noqa: E731
     return plots.retrieval_gallery(
-        [img.cpu().numpy() for img in images], [as_images(row) for row in clean_nn],
+        as_images(chosen), [as_images(row) for row in clean_nn],
         [labels[row] == labels[q] for row, q in zip(clean_nn, chosen)], [as_images(row) for row in attacked_nn],
         [labels[row] == labels[q] for row, q in zip(attacked_nn, chosen)], path,
-        title=f"{run.label}: top-{k} clean (upper) and under the NN attack, eps {max(protocol.eps_list):g} (lower)",
-        attacked_queries=[img.cpu().numpy() for img in adversarial])
+        title=f"{run.label}: top-{k} clean (upper) and under attack, eps {max(protocol.eps_list):g} (lower)",
+        attacked_queries=[img.numpy() for img in adversarial])
 
 
 def shifts_for(run: RunSummary, protocol: AttackProtocol, path: Path, device: str = "auto") -> Optional[Path]:
-    """2-d embeddings with arrows to their embedding-shift adversarial versions (vector datasets)."""
-    from robustdml.attacks import build_engine
-    from robustdml.attacks.objectives import push_from
-    from robustdml.attacks.retrieval import load_images
+    """2-d embeddings with arrows to their attacked versions (vector datasets with 2-d embeddings)."""
     from robustdml.engine.evaluate import load_run
-    from robustdml.evaluation import compute_embeddings, knn
+    from robustdml.evaluation import knn
 
     loaded = load_run(run.path, device=device)
-    dataset = loaded.splits.test
     if loaded.config.embedding_dim != 2:
         return None
-    gallery, labels = compute_embeddings(loaded.model, dataset, device=loaded.device, progress=False)
-    chosen = np.random.default_rng(0).choice(len(labels), size=min(200, len(labels)), replace=False)
-    images = load_images(dataset, chosen).to(loaded.device)
-    engine = build_engine(protocol.engine, eps=max(protocol.eps_list), steps=protocol.steps)
-    adversarial = engine.perturb(loaded.model, images, push_from(gallery[chosen].to(loaded.device)))
-    with torch.no_grad():
-        moved = loaded.model(adversarial).float().cpu().numpy()
+    size = len(loaded.splits.test)
+    chosen = np.sort(np.random.default_rng(0).choice(size, size=min(200, size), replace=False))
+    gallery, labels, _, moved = _attacked(loaded, protocol, chosen)
     _, neighbours = knn(gallery[chosen], gallery[chosen], 1, exclude_index=np.arange(len(chosen)))
-    return plots.embedding_shifts(gallery[chosen].numpy(), moved, labels[chosen].numpy(), neighbours[:, 0], path,
-                                  title=f"{run.label}: embedding shifts at eps {max(protocol.eps_list):g}")
+    return plots.embedding_shifts(gallery[chosen].numpy(), moved.numpy(), labels[chosen], neighbours[:, 0], path,
+                                  title=f"{run.label}: embeddings under attack at eps {max(protocol.eps_list):g}")
 
 
 def build_report(run_paths: Sequence[Path], output: Path, protocol: AttackProtocol, title: str = "robustdml report",
@@ -166,13 +186,16 @@ def build_report(run_paths: Sequence[Path], output: Path, protocol: AttackProtoc
         blocks.append(("p", description))
     blocks += [("p", note) for note in notes]
     header, rows = results_table(runs, protocol)
-    blocks += [("h2", "Results"), ("p", f"Benign R@1 / mAP@R / NMI on the test split (percent). Robust R@1 under the "
-                                        f"nearest-neighbour {protocol.engine.upper()}-{protocol.steps} attack "
-                                        f"(linf, perturbed query against the clean test set, query excluded), "
-                                        f"mean ± std over attack seeds {list(protocol.seeds)}; ensemble = per-query "
-                                        "worst case over all attacks at the largest eps; passes/step = "
-                                        "forward+backward passes per training step."),
+    queries = runs[0].robustness[0]["settings"]["queries"] if runs else 0
+    seeds = (f"mean ± std over attack seeds {list(protocol.seeds)}" if len(protocol.seeds) > 1 else
+             "with its 95% confidence interval over the attacked queries (Clopper-Pearson)")
+    blocks += [("h2", "Results"), ("p", f"Benign R@1 / mAP@R / NMI on the test split (percent). Robust R@1: per-query "
+                                        f"worst case over the attack ({protocol.spec.describe()}) on {queries} test "
+                                        "queries, each perturbed query ranked against the clean test set with "
+                                        f"itself excluded; {seeds}. attack passes/query = forward+backward passes "
+                                        "per query, summed over eps; passes/step = per training step."),
                ("table", header, rows)]
+    blocks += [("p", f"WARNING ({run.label}): {warning}") for run in runs for warning in run.unconverged()]
     curves = {run.label: [(0.0, run.robustness[0]["clean"]["R@1"])] +
               [(eps, statistics.mean(run.robust_r1(eps))) for eps in protocol.eps_list if run.robust_r1(eps)]
               for run in runs}

@@ -1,9 +1,10 @@
 """Run a benchmark suite into one report directory, resumably.
 
 Layout: ``OUTPUT/suite.yaml`` (what was asked), ``OUTPUT/runs/<run>/`` (ordinary run directories,
-each with ``robustness/<protocol>.json``), ``OUTPUT/report.md|html`` and ``OUTPUT/figures/``.
-A killed benchmark resumes: finished runs are skipped, an interrupted run continues from its last
-checkpoint, and robustness results already computed with the same protocol are reused.
+each with ``robustness/<key>/``, see :mod:`robustdml.reporting.robustness_cache`),
+``OUTPUT/report.md|html`` and ``OUTPUT/figures/``. A killed benchmark resumes: finished runs are
+skipped, an interrupted run continues from its last checkpoint, and robustness results already
+computed with the same attack spec, checkpoint, batch norm and seed are reused.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Dict, List, Optional
 import yaml
 
 from robustdml.engine.config import TrainConfig
-from robustdml.engine.evaluate import load_run
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.engine.trainer import train
-from robustdml.reporting.suites import AttackProtocol, Suite
+from robustdml.reporting.report import build_report
+from robustdml.reporting.robustness_cache import robustness_for
+from robustdml.reporting.suites import Suite
 
 
 def train_or_resume(config: TrainConfig, run_path: Path) -> Dict:
@@ -33,27 +35,6 @@ def train_or_resume(config: TrainConfig, run_path: Path) -> Dict:
     return train(config)[1]
 
 
-def robustness_for(run_path: Path, protocol: AttackProtocol, seed: int, device: str = "auto",
-                   progress: bool = True) -> Dict:
-    """The run's robustness under ``protocol`` with attack seed ``seed``, computed once and cached."""
-    from robustdml.attacks.suite import evaluate_robustness
-
-    cache = run_path / "robustness" / f"{protocol.tag(seed)}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    loaded = load_run(run_path, device=device)
-    report = evaluate_robustness(
-        loaded.model, loaded.splits.test, attacks=protocol.attacks, eps_list=protocol.eps_list,
-        engine=protocol.engine, steps=protocol.steps, max_queries=protocol.max_queries,
-        with_ers=protocol.with_ers and seed == protocol.seeds[0],
-        ers_overrides={"steps": protocol.ers_steps}, batch_size=loaded.config.eval_batch_size,
-        device=loaded.device, seed=seed, progress=progress)
-    report.write(cache.parent / protocol.tag(seed))
-    payload = report.to_dict()
-    cache.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    return payload
-
-
 def run_suite(suite: Suite, output: Path, device: str = "auto", progress: bool = True,
               overrides: Optional[Dict] = None, command: Optional[str] = None) -> Path:
     """Train and attack every run of ``suite`` under ``output`` and write the report.
@@ -61,14 +42,10 @@ def run_suite(suite: Suite, output: Path, device: str = "auto", progress: bool =
     ``overrides`` replace config fields of every run (they are named in the report's notes);
     ``command`` is the exact command line the report gives for reproducing it.
     """
-    from robustdml.reporting.report import build_report
-
     output = Path(output)
     (output / "runs").mkdir(parents=True, exist_ok=True)
     (output / "suite.yaml").write_text(yaml.safe_dump({
-        "suite": suite.name, "scale": suite.scale, "protocol": suite.protocol.__dict__ | {
-            "attacks": list(suite.protocol.attacks), "eps_list": list(suite.protocol.eps_list),
-            "seeds": list(suite.protocol.seeds)},
+        "suite": suite.name, "scale": suite.scale, "protocol": suite.protocol.to_dict(),
         "runs": [{"name": spec.name, "label": spec.label, "config": spec.config} for spec in suite.runs]},
         sort_keys=False))
     run_paths: List[Path] = []

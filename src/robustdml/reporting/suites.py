@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
+from robustdml.attacks.spec import AttackSpec, ers_spec
 from robustdml.registry import Registry
 
 SUITES: Registry = Registry("benchmark suite")
@@ -24,18 +25,24 @@ class RunSpec:
 
 @dataclass
 class AttackProtocol:
-    attacks: Tuple[str, ...] = ("nn",)
-    eps_list: Tuple[float, ...] = (0.01, 0.05, 0.1)
-    steps: int = 5
-    engine: str = "pgd"
-    seeds: Tuple[int, ...] = (0,)
-    max_queries: Optional[int] = 300
-    with_ers: bool = False
-    ers_steps: Optional[int] = None
+    """How a suite measures robustness: one attack specification, run once per attack seed.
 
-    def tag(self, seed: int) -> str:
-        return f"{self.engine}{self.steps}-q{self.max_queries or 'all'}-s{seed}" + (
-            f"-ers{self.ers_steps or 32}" if self.with_ers else "")
+    The spec's ``worst case`` over its attacks is the headline robust R@1 of every report.
+    """
+
+    spec: AttackSpec = field(default_factory=AttackSpec)
+    seeds: Tuple[int, ...] = (0,)
+
+    @property
+    def eps_list(self) -> Tuple[float, ...]:
+        return self.spec.eps
+
+    @property
+    def with_ers(self) -> bool:
+        return self.spec.ers is not None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "spec_key": self.spec.key(), "seeds": list(self.seeds)}
 
 
 @dataclass
@@ -67,11 +74,24 @@ def _base(full: bool, dataset: str = "fashion-mnist") -> Dict[str, Any]:
             "samples_per_class": 8}
 
 
+# CPU budgets cut the attacked queries, never the attack's strength (steps, restarts, ERS profile).
+CPU_QUERIES = 300
+
+
+def _protocol(full: bool, seeds: Tuple[int, ...] = (0,), ers: bool = False, **spec) -> AttackProtocol:
+    """The default evaluation (auto ensemble) on all test items (full) or CPU_QUERIES of them."""
+    spec.setdefault("max_queries", None if full else CPU_QUERIES)
+    if ers:
+        spec["ers"] = ers_spec(28)
+    return AttackProtocol(spec=AttackSpec(**spec), seeds=seeds)
+
+
 def _cpu_note(full: bool) -> List[str]:
     if full:
-        return ["Paper-sized setting: full Fashion-MNIST training and test sets, 8 epochs."]
+        return ["Paper-sized setting: full Fashion-MNIST training and test sets, 8 epochs; every test item attacked."]
     return ["CPU-sized setting: 600 training images per class, 100 test images per class, 2 epochs, batch 64; "
-            "attacks on 300 random test queries. Run with --full for the paper-sized protocol."]
+            f"the full-strength attack on {CPU_QUERIES} random test queries (hence the confidence intervals). "
+            "Run with --full for the paper-sized protocol."]
 
 
 @SUITES.register("natural-robustness")
@@ -79,7 +99,7 @@ def natural_robustness(full: bool = False, eta: Optional[int] = None) -> Suite:
     """Naturally trained contrastive and triplet models under the NN attack, 5 attack seeds (Panum et al., Table 1)."""
     runs = [RunSpec(f"natural-{loss}", f"natural {loss}", {**_base(full), "loss": loss})
             for loss in ("contrastive", "triplet")]
-    protocol = AttackProtocol(seeds=(0, 1, 2, 3, 4), max_queries=None if full else 300)
+    protocol = _protocol(full, seeds=(0, 1, 2, 3, 4))
     return Suite("natural-robustness", natural_robustness.__doc__, runs, protocol, "full" if full else "cpu",
                  _cpu_note(full))
 
@@ -92,8 +112,8 @@ def attack_rate(full: bool = False, eta: Optional[int] = None) -> Suite:
         runs.append(RunSpec(f"robust-triplet-rate{rate}", f"P(gamma=1)={rate}",
                             {**_base(full), "loss": "triplet", "defense": "robust-triplet",
                              "defense_options": {"attack_rate": rate, **({"steps": eta} if eta else {})}}))
-    return Suite("attack-rate", attack_rate.__doc__, runs, AttackProtocol(max_queries=None if full else 300),
-                 "full" if full else "cpu", _cpu_note(full))
+    return Suite("attack-rate", attack_rate.__doc__, runs, _protocol(full), "full" if full else "cpu",
+                 _cpu_note(full))
 
 
 @SUITES.register("perturbation-target")
@@ -104,7 +124,7 @@ def perturbation_target(full: bool = False, eta: Optional[int] = None) -> Suite:
                      "defense_options": {"perturb": target, **({"steps": eta} if eta else {})}})
             for target in ("positive", "anchor", "negative")]
     return Suite("perturbation-target", perturbation_target.__doc__, runs,
-                 AttackProtocol(max_queries=None if full else 300), "full" if full else "cpu", _cpu_note(full))
+                 _protocol(full), "full" if full else "cpu", _cpu_note(full))
 
 
 @SUITES.register("defenses")
@@ -123,12 +143,11 @@ def defenses(full: bool = False, eta: Optional[int] = None) -> Suite:
                                                  "defense_options": {**adversarial, "lga": True, "ics": True}}),
         RunSpec("mdprop", "MDProp", {**_base(full), "defense": "mdprop"}),
     ]
-    protocol = AttackProtocol(max_queries=None if full else 300, with_ers=True, ers_steps=None if full else 8)
+    protocol = _protocol(full, ers=True)
     notes = _cpu_note(full) + [f"Adversarial training with eta = {steps} PGD steps at eps = 77/255 "
-                               "(robust triplet: eps 0.1, 5 steps by default; MDProp: eps 0.03, 3 steps)."]
-    if not full:
-        notes.append("ERS uses the published 28px profile (PGD, eps 77/255, step 3/255) with 8 steps instead "
-                     "of 32 on CPU.")
+                               "(robust triplet: eps 0.1, 5 steps by default; MDProp: eps 0.03, 3 steps).",
+                               "ERS uses the published 28px profile (PGD, 32 steps of 3/255 from the clean image, "
+                               "eps 77/255) on the same queries."]
     return Suite("defenses", defenses.__doc__, runs, protocol, "full" if full else "cpu", notes)
 
 
@@ -139,7 +158,7 @@ def synthetic(full: bool = False, eta: Optional[int] = None) -> Suite:
     runs = [RunSpec("natural", "natural", {**base, "loss": "triplet"}),
             RunSpec("robust-triplet", "robust triplet",
                     {**base, "loss": "triplet", "defense": "robust-triplet", "defense_options": {"eps": 0.15}})]
-    protocol = AttackProtocol(eps_list=(0.05, 0.1, 0.2), max_queries=None)
+    protocol = _protocol(full, eps=(0.05, 0.1, 0.2), max_queries=None)
     return Suite("synthetic", synthetic.__doc__, runs, protocol, "full" if full else "cpu",
                  ["Two classes, means 0.25 and 0.75, sigma 0.025, 2-d inputs, MLP with a 2-d embedding."])
 

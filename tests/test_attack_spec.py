@@ -1,0 +1,63 @@
+"""AttackSpec: one object describes an evaluation; invalid settings fail before any work; its key
+changes with every field, so a cached result is never reused for another attack."""
+
+import dataclasses
+
+import pytest
+
+from robustdml.attacks.spec import AUTO_MEMBERS, ERS_ATTACKS, AttackSpec, ers_spec
+
+
+def test_the_default_is_the_auto_ensemble_with_its_checks():
+    spec = AttackSpec()
+    assert spec.attacks == ("auto",) and spec.members == AUTO_MEMBERS
+    assert spec.early_stop and spec.probe_queries > 0 and spec.sanity_checks and spec.random_start
+    assert "auto" in spec.describe() and "early stop" in spec.describe()
+
+
+@pytest.mark.parametrize("field,value,fragment", [
+    ("attacks", ("bogus",), "unknown attack 'bogus'.*valid: auto, margin"), ("attacks", (), "attacks is empty"),
+    ("attacks", ("nn", "nn"), "twice"), ("eps", (-0.1,), "eps"), ("eps", (float("nan"),), "eps"),
+    ("engine", "bim", "engine 'bim'"), ("norm", "l1", "norm"), ("steps", 0, "steps"), ("restarts", 0, "restarts"),
+    ("targets", 0, "targets"), ("gtt_k", 0, "gtt_k"), ("max_queries", 0, "max_queries"),
+    ("probe_queries", -1, "probe_queries"), ("step_size", -1.0, "step_size"), ("early_stop", "yes", "early_stop"),
+    ("steps", True, "steps")])
+def test_invalid_settings_name_the_field(field, value, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        AttackSpec(**{field: value})
+
+
+def test_the_key_changes_with_every_field_and_round_trips():
+    base = AttackSpec()
+    changes = {"attacks": ("nn",), "eps": (0.01,), "engine": "pgd", "steps": 7, "step_size": 0.01, "norm": "l2",
+               "random_start": False, "restarts": 2, "targets": 2, "candidates": 3, "early_stop": False,
+               "qa_candidates": 2, "ca_queries": 2, "gtt_k": 3, "max_queries": 10, "probe_queries": 5,
+               "sanity_checks": False, "ers": ers_spec(28)}
+    assert set(changes) == {f.name for f in dataclasses.fields(AttackSpec)}, "a field is missing from this test"
+    keys = {base.key()}
+    for field, value in changes.items():
+        keys.add(dataclasses.replace(base, **{field: value}).key())
+    assert len(keys) == len(changes) + 1
+    full = dataclasses.replace(base, **changes)
+    assert AttackSpec.from_dict(full.to_dict()) == full
+    assert AttackSpec.from_dict(full.to_dict()).key() == full.key()
+    with pytest.raises(ValueError, match="unknown attack-spec field.*stepz"):
+        AttackSpec.from_dict({"stepz": 3})
+
+
+def test_the_stronger_spec_doubles_steps_and_adds_a_restart():
+    spec = AttackSpec(steps=10, restarts=1)
+    assert (spec.stronger().steps, spec.stronger().restarts, spec.stronger().probe_queries) == (20, 2, 0)
+    assert AttackSpec(step_size=0.02).stronger().step_size == pytest.approx(0.01)
+
+
+def test_the_ers_profile_follows_the_published_code_and_the_input_size():
+    small, large = ers_spec(28), ers_spec(224)
+    assert small.attacks == ERS_ATTACKS and small.engine == "pgd" and small.steps == 32
+    assert small.step_size == pytest.approx(3 / 255) and large.step_size == pytest.approx(3 / 255)
+    assert small.eps == pytest.approx((77 / 255,)) and large.eps == pytest.approx((8 / 255,))
+    assert not small.random_start and not small.early_stop
+    assert ers_spec(28, steps=8).steps == 8 and ers_spec(28, steps=8) != small
+    assert ers_spec(224, eps=None) == large  # None = keep the published value
+    with pytest.raises(ValueError, match="unknown ERS profile override 'stepz'"):
+        ers_spec(28, stepz=3)
