@@ -1,8 +1,10 @@
+import copy
+
 import pytest
 import torch
 
 from robustdml.models import build_model
-from robustdml.models.multibn import MultiBatchNorm, convert_to_multi_bn, use_distribution
+from robustdml.models.multibn import MultiBatchNorm, convert_to_multi_bn, use_distribution, use_segments
 
 DISTRIBUTIONS = ("clean", "stax", "mtax", "uax")
 
@@ -47,3 +49,31 @@ def test_resnet_batch_norms_are_converted_and_bad_names_rejected():
             pass
     with pytest.raises(ValueError, match="must include 'clean'"):
         convert_to_multi_bn(build_model("convnet", (1, 28, 28)), ("adv",))
+
+
+def test_segments_route_each_block_through_its_own_batch_norm():
+    """One forward of [a; b; c] under segments == a through clean, b through stax, c through mtax on
+    their own: same outputs, and each BN's running statistics come from its own block only."""
+    torch.manual_seed(0)
+    model = convert_to_multi_bn(build_model("convnet", (1, 28, 28)), DISTRIBUTIONS).train()
+    alone = copy.deepcopy(model)
+    blocks = {"clean": torch.rand(6, 1, 28, 28), "stax": torch.rand(3, 1, 28, 28) * 0.2,
+              "mtax": torch.rand(5, 1, 28, 28) * 0.5 + 0.5}
+    with use_segments(model, [(name, len(block)) for name, block in blocks.items()] + [("uax", 0)]):
+        joint = model(torch.cat(list(blocks.values())))
+    separate = []
+    for name, block in blocks.items():
+        with use_distribution(alone, name):
+            separate.append(alone(block))
+    assert torch.allclose(joint, torch.cat(separate), atol=1e-5)
+    for name in DISTRIBUTIONS:
+        for key, value in _bn_state(alone, name).items():
+            assert torch.allclose(value, _bn_state(model, name)[key], atol=1e-6), key
+    assert all(module.active == "clean" for module in model.modules() if isinstance(module, MultiBatchNorm))
+    with pytest.raises(ValueError, match="cover 9"):
+        with use_segments(model, [("clean", 6), ("stax", 3)]):
+            model(torch.rand(8, 1, 28, 28))
+    with pytest.raises(ValueError, match="unknown distribution 'adv'"):
+        with use_segments(model, [("clean", 4), ("adv", 4)]):
+            pass
+    assert all(module.active == "clean" for module in model.modules() if isinstance(module, MultiBatchNorm))
