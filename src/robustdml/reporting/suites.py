@@ -145,7 +145,8 @@ def defenses(full: bool = False, eta: Optional[int] = None) -> Suite:
     ]
     protocol = _protocol(full, ers=True)
     notes = _cpu_note(full) + [f"Adversarial training with eta = {steps} PGD steps at eps = 77/255 "
-                               "(robust triplet: eps 0.1, 5 steps by default; MDProp: eps 0.03, 3 steps).",
+                               "(robust triplet: eps 0.1, 5 steps by default; MDProp: the reference's one step of eps 0.01 in "
+                               "normalised input space).",
                                "ERS uses the published 28px profile (PGD, 32 steps of 3/255 from the clean image, "
                                "eps 77/255) on the same queries."]
     return Suite("defenses", defenses.__doc__, runs, protocol, "full" if full else "cpu", notes)
