@@ -1,5 +1,10 @@
-"""Shared fixtures: a small naturally trained Fashion-MNIST model, trained once per test session."""
+"""Shared fixtures: a small naturally trained Fashion-MNIST model (trained once per test session) and a
+file server on localhost (download tests never touch the internet)."""
 
+import functools
+import http.server
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,3 +50,37 @@ def natural_fmnist(natural_fmnist_run):
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """Serves ``tmp_path / "served"`` over http on localhost; yields (folder, base URL, requested paths)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    requested = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requested.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}/", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def offline_url():
+    """A URL nothing answers (a localhost port that was free a moment ago): what a machine without internet sees."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"

@@ -33,14 +33,6 @@ def test_resnet_batch_norm_is_frozen_in_training():
     assert model.head.weight.requires_grad
 
 
-def test_missing_imagenet_weights_say_where_and_how(monkeypatch, tmp_path):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(PretrainedWeightsNotFound) as error:
-        build_model("resnet18", (3, 64, 64))
-    message = str(error.value)
-    assert str(imagenet_weights_path("resnet18")) in message and "--pretrained none" in message
-
-
 def test_local_imagenet_weights_are_loaded(monkeypatch, tmp_path):
     import torchvision
 
