@@ -47,6 +47,30 @@ def natural_fmnist(natural_fmnist_run):
     return loaded.model, loaded.splits.test
 
 
+# A tiny synthetic run through the CLI: 6 steps per epoch, a checkpoint every 4 steps.
+SYNTHETIC = ["--dataset", "synthetic-gaussian", "--no-progress", "--device", "cpu", "--steps-per-epoch", "6",
+             "--checkpoint-every", "4"]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """A finished 2-epoch synthetic run; tests that change it use ``run_copy``."""
+    from robustdml.cli import main
+
+    run = tmp_path_factory.mktemp("runs") / "finished"
+    assert main(["train", *SYNTHETIC, "--epochs", "2", "--output", str(run)]) == 0
+    return run
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)

@@ -195,6 +195,13 @@ def _add_attack_parser(sub) -> None:
 
 
 def _cmd_attack(args) -> int:
+    from robustdml.engine.run_dir import lock_run_dir
+
+    with lock_run_dir(args.run_dir):  # the run directory belongs to this command while it runs
+        return _attack(args)
+
+
+def _attack(args) -> int:
     from robustdml.attacks.suite import evaluate_robustness
     from robustdml.engine.evaluate import load_run
 
@@ -202,19 +209,16 @@ def _cmd_attack(args) -> int:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if any(eps < 0 for eps in args.eps):
         raise ValueError(f"--eps values must be >= 0, got {args.eps}")
-    from robustdml.engine.run_dir import lock_run_dir
-
-    with lock_run_dir(args.run_dir):
-        loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
-        overrides = {"steps": args.ers_steps, "eps": args.ers_eps}
-        report = evaluate_robustness(
-            loaded.model, loaded.splits.test, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()],
-            eps_list=args.eps, engine=args.engine, steps=args.steps,
-            step_size=args.step_size, norm=args.norm,
-            max_queries=args.max_queries or None, with_ers=args.ers, ers_overrides=overrides,
-            sanity_checks=not args.no_sanity_checks, batch_size=loaded.config.eval_batch_size, device=loaded.device,
-            seed=args.seed, progress=not args.no_progress)
-        folder = report.write(args.output or loaded.report_dir("robustness"))
+    loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
+    overrides = {"steps": args.ers_steps, "eps": args.ers_eps}
+    report = evaluate_robustness(
+        loaded.model, loaded.splits.test, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()],
+        eps_list=args.eps, engine=args.engine, steps=args.steps,
+        step_size=args.step_size, norm=args.norm,
+        max_queries=args.max_queries or None, with_ers=args.ers, ers_overrides=overrides,
+        sanity_checks=not args.no_sanity_checks, batch_size=loaded.config.eval_batch_size, device=loaded.device,
+        seed=args.seed, progress=not args.no_progress)
+    folder = report.write(args.output or loaded.report_dir("robustness"))
     print(report.to_markdown())
     print(f"report written to {folder}")
     return 0
@@ -338,7 +342,7 @@ INTERRUPTED = {
     "attack": "interrupted; no report was written (attack keeps no partial state: run the command again)",
     "benchmark": "interrupted; run the same `robustdml benchmark` command again to continue (finished runs and "
                  "evaluations are kept, an interrupted run resumes from its last checkpoint)",
-    "report": "interrupted; no report was written; run the command again",
+    "report": "interrupted; the report may be incomplete: run the command again",
     "data": "interrupted; partial downloads were removed; run the command again",
 }
 

@@ -10,7 +10,6 @@ Builders import their loaders lazily: the image benchmarks pull in torchvision a
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -18,7 +17,7 @@ from typing import Any, Callable, Dict, Optional
 from robustdml.data.base import DatasetNotFoundError, RetrievalDataset
 from robustdml.data.download import DownloadError
 from robustdml.data.sources import DATA_DIR, DOWNLOADS, how_to_get
-from robustdml.registry import Registry
+from robustdml.registry import Registry, builder_options, check_known_options
 
 SPLITS = ("train", "test")
 
@@ -44,8 +43,7 @@ class DatasetSpec:
 
     def options(self) -> Dict[str, Any]:
         """The options (beyond split and root) the builder accepts, with their defaults."""
-        parameters = inspect.signature(self.build).parameters
-        return {key: p.default for key, p in parameters.items() if key not in ("split", "root")}
+        return builder_options(self.build, exclude=("split", "root"))
 
 
 def _dataset(name: str, defaults: Dict[str, Any], zero_shot: bool = False):
@@ -123,11 +121,7 @@ def build_dataset(name: str, split: str, root: Optional[str] = None, **options) 
     spec = dataset_spec(name)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    valid = spec.options()
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"dataset {name!r} has no option(s) {', '.join(map(repr, unknown))}; its options: "
-                         + (", ".join(f"{k} (default {v!r})" for k, v in valid.items()) or "none"))
+    check_known_options("dataset", name, options, spec.options())
     return spec.build(split, root=root, **options)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from robustdml.engine.checkpoint import CheckpointError, load_checkpoint
 from robustdml.engine.config import TrainConfig
-from robustdml.engine.run_dir import RunDirectory, RunLock
+from robustdml.engine.run_dir import RunDirectory, lock_run_dir
 from robustdml.engine.setup import DataSplits, build_model_for, build_splits, select_device
 from robustdml.models.multibn import CLEAN, multi_bn_modules, set_distribution
 
@@ -91,7 +91,7 @@ def evaluate_run(run_dir, checkpoint: str = "best", device: str = "auto",
     and BN used; returns that record. The run directory is locked meanwhile."""
     from robustdml.evaluation import compute_embeddings, evaluate_embeddings
 
-    with RunLock(RunDirectory.open(run_dir).path):
+    with lock_run_dir(run_dir):
         loaded = load_run(run_dir, checkpoint=checkpoint, device=device, distribution=distribution)
         embeddings, labels = compute_embeddings(loaded.model, loaded.splits.test,
                                                 batch_size=loaded.config.eval_batch_size, device=loaded.device)

@@ -27,7 +27,8 @@ class RunDirectoryError(Exception):
 
 
 class RunLock:
-    """Exclusive ownership of a run directory (created if missing) while the ``with`` block runs.
+    """Exclusive ownership of a run directory while the ``with`` block runs (``create``: make the directory
+    if it is missing, for a new run).
 
     Re-entrant within one process (a command that trains and then evaluates holds it once); another
     process gets a RunDirectoryError naming the holder (pid, host, command, start time).
@@ -36,9 +37,10 @@ class RunLock:
     FILE = ".lock"
     _held: Dict[Path, List[Any]] = {}  # resolved path -> [fd, depth] of the locks this process holds
 
-    def __init__(self, path, command: Optional[str] = None):
+    def __init__(self, path, command: Optional[str] = None, create: bool = False):
         self.path = Path(path)
         self.command = command or " ".join(["robustdml", *sys.argv[1:]])
+        self.create = create
 
     @property
     def key(self) -> Path:
@@ -48,7 +50,10 @@ class RunLock:
         if self.key in RunLock._held:
             RunLock._held[self.key][1] += 1
             return self
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_dir():
+            raise RunDirectoryError(f"{self.path} is not a run directory: it does not exist")
         fd = os.open(self.path / self.FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,7 +99,8 @@ class RunLock:
 
 
 def lock_run_dir(path, command: Optional[str] = None) -> RunLock:
-    """``with lock_run_dir(RUN_DIR, "robustdml attack ..."):`` — hold RUN_DIR for the block (see RunLock)."""
+    """``with lock_run_dir(RUN_DIR):`` hold the existing run directory RUN_DIR for the block (see RunLock)."""
+    RunDirectory.open(path)
     return RunLock(path, command)
 
 

@@ -361,7 +361,7 @@ def _resume(run: RunDirectory, changes: Dict[str, Any]) -> Tuple[RunDirectory, D
 
 def _main_rank_lock(context: DistributedContext, path: Path):
     """The run directory's lock, held by the process that writes it (rank 0)."""
-    return RunLock(path, command=None) if context.is_main else contextlib.nullcontext()
+    return RunLock(path, create=True) if context.is_main else contextlib.nullcontext()
 
 
 def _fit(config: TrainConfig, run: RunDirectory, context: DistributedContext, components: Components,

@@ -7,12 +7,11 @@ Every loss here expects L2-normalised embeddings (our models always produce them
 
 from __future__ import annotations
 
-import inspect
 import math
 
 from pytorch_metric_learning import losses, miners
 
-from robustdml.registry import Registry
+from robustdml.registry import Registry, builder_options, check_known_options
 
 LOSSES: Registry = Registry("loss")
 MINERS: Registry = Registry("miner")
@@ -76,13 +75,10 @@ def _build(registry: Registry, name: str, options):
     """Call the named builder; an option it does not take (e.g. a typo such as ``marign``) or a value of
     the wrong type is an error naming the valid ones, never silently ignored."""
     builder = registry.get(name)
-    parameters = inspect.signature(builder).parameters
-    unknown = sorted(set(options) - set(parameters))
-    if unknown:
-        raise ValueError(f"{registry.kind} {name!r} has no option(s) {', '.join(unknown)}; "
-                         f"its options: {', '.join(parameters) or 'none'}")
+    valid = builder_options(builder)
+    check_known_options(registry.kind, name, options, valid)
     for key, value in options.items():
-        _check_type(registry.kind, name, key, value, parameters[key].default)
+        _check_type(registry.kind, name, key, value, valid[key])
     return builder(**options)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Dict, Sequence
 
 from robustdml.models.convnet import MLP, SmallConvNet
 from robustdml.models.embedding import EmbeddingModel
-from robustdml.registry import Registry
+from robustdml.registry import Registry, builder_options, check_known_options
 
 MODELS: Registry = Registry("model")
 
@@ -61,8 +60,7 @@ MODELS.add("resnet50", _resnet("resnet50"))
 
 def model_options(name: str) -> Dict[str, Any]:
     """The options (beyond input_shape and embedding_dim) model ``name`` accepts, with their defaults."""
-    parameters = inspect.signature(MODELS.get(name)).parameters
-    return {key: p.default for key, p in parameters.items() if key not in ("input_shape", "embedding_dim")}
+    return builder_options(MODELS.get(name), exclude=("input_shape", "embedding_dim"))
 
 
 def build_model(name: str, input_shape: Sequence[int], embedding_dim: int = 128, **options) -> EmbeddingModel:
@@ -70,9 +68,5 @@ def build_model(name: str, input_shape: Sequence[int], embedding_dim: int = 128,
     not take is an error naming the ones it does."""
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
-    valid = model_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; its options: "
-                         + (", ".join(f"{k} (default {v!r})" for k, v in valid.items()) or "none"))
+    check_known_options("model", name, options, model_options(name))
     return MODELS.get(name)(input_shape=tuple(input_shape), embedding_dim=embedding_dim, **options)
