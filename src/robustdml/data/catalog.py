@@ -188,8 +188,8 @@ def _fetch_archives(name: str, root: Optional[str], report: Callable[[str], None
 
 
 def _archive_check(remote) -> Callable[[Path], None]:
-    """Integrity check for an archive without a known checksum: every zip member's CRC, or a full
-    read of the tar stream (the gzip CRC), and the expected top folder."""
+    """Integrity check for an archive without a known checksum: every zip member's CRC (or, for a tar
+    archive, that its member list reads), and the expected top folder."""
 
     def check(path: Path) -> None:
         import tarfile
