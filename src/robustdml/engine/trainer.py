@@ -328,7 +328,7 @@ def train(config: Optional[TrainConfig], resume_dir: Optional[str] = None, chang
     path = Path(config.output) if config.output else RunDirectory.default_path([config.dataset, config.loss,
                                                                                config.defense])
     context = init_distributed(components.device.type)
-    with _main_rank_lock(context, path):
+    with _leaving_on_error(context), _main_rank_lock(context, path):
         if context.is_main:
             RunDirectory.create(str(path), [], overwrite=overwrite)
         return _fit(config, RunDirectory(Path(context.broadcast(str(path)))), context, components, resume=False)
@@ -341,7 +341,7 @@ def _resume(run: RunDirectory, changes: Dict[str, Any]) -> Tuple[RunDirectory, D
     saved = TrainConfig.load(run.config_path, run_directory=True)
     config, applied = resume_config(saved, changes)
     context = init_distributed(select_device(config.device).type)
-    with _main_rank_lock(context, run.path):
+    with _leaving_on_error(context), _main_rank_lock(context, run.path):
         finished = run.results_path.is_file()
         if finished and config.epochs <= saved.epochs:
             if config.epochs < saved.epochs:
@@ -359,6 +359,16 @@ def _resume(run: RunDirectory, changes: Dict[str, Any]) -> Tuple[RunDirectory, D
         return _fit(config, run, context, components, resume=True, note=note)
 
 
+@contextlib.contextmanager
+def _leaving_on_error(context: DistributedContext):
+    """On any error, leave the process group without waiting for peers that may never come."""
+    try:
+        yield
+    except BaseException:
+        shutdown_distributed(context, wait_for_peers=False)
+        raise
+
+
 def _main_rank_lock(context: DistributedContext, path: Path):
     """The run directory's lock, held by the process that writes it (rank 0)."""
     return RunLock(path, create=True) if context.is_main else contextlib.nullcontext()
@@ -366,18 +376,15 @@ def _main_rank_lock(context: DistributedContext, path: Path):
 
 def _fit(config: TrainConfig, run: RunDirectory, context: DistributedContext, components: Components,
          resume: bool, note: Optional[Dict[str, Any]] = None) -> Tuple[RunDirectory, Dict[str, Any]]:
-    """Run the trainer, leaving the process group cleanly; runtime failures and Ctrl-C say where the last
-    good checkpoint is."""
+    """Run the trainer; runtime failures and Ctrl-C say where the last good checkpoint is."""
     try:
         trainer = Trainer(config, run, resume=resume, distributed=context, components=components)
         if note and context.is_main:  # what changed on resuming is recorded with the metrics
             run.log_metrics({"event": "resume", "resumed_at_step": trainer.global_step, **note})
         results = trainer.fit()
     except KeyboardInterrupt:
-        shutdown_distributed(context, wait_for_peers=False)
         raise RunInterrupted(f"interrupted; {resume_hint(run.path)}") from None
-    except BaseException as error:
-        shutdown_distributed(context, wait_for_peers=False)
+    except Exception as error:
         failure = runtime_failure(error)
         if failure:
             raise RunFailed(f"training stopped: {failure} ({type(error).__name__}: "
