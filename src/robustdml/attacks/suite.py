@@ -27,7 +27,7 @@ from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers
 DEFAULT_EPS = (0.01, 0.05, 0.1)
 ERS_ATTACKS = ("ca+", "ca-", "qa+", "qa-", "tma", "es", "ltm", "gtm", "gtt")
 # Scores shown next to R@1 / mAP@R (the R@1-valued ERS terms would repeat the R@1 column).
-EXTRA_COLUMNS = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "GTT:kept")
+EXTRA_COLUMNS = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "GTT")
 UNBOUNDED_EPS = 1.0
 NEAR_ZERO_R1 = 0.05
 STEP_TOLERANCE = 0.02
@@ -70,7 +70,7 @@ class RobustnessReport:
         return "\n".join(lines) + "\n"
 
     def to_csv(self, path: Path) -> None:
-        keys = ["attack", "engine", "eps", "steps", "R@1", "mAP@R", *ERS_INPUTS, "GTT:kept"]
+        keys = ["attack", "engine", "eps", "steps", "R@1", "mAP@R", *ERS_INPUTS]
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()

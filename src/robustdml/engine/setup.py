@@ -86,6 +86,6 @@ def build_model_for(config: TrainConfig, image_shape, from_checkpoint: bool = Fa
         from robustdml.defenses import build_defense
 
         defense = build_defense(config.defense, loss=config.loss, miner=config.miner,
-                                loss_options=config.loss_options, **config.defense_options)
+                                loss_options=config.loss_options, image_shape=image_shape, **config.defense_options)
         model = defense.prepare_model(model)
     return model

@@ -96,7 +96,8 @@ class Trainer:
         if self.config.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.defense = build_defense(self.config.defense, loss=self.config.loss, miner=self.config.miner,
-                                     loss_options=self.config.loss_options, **self.config.defense_options)
+                                     loss_options=self.config.loss_options, image_shape=self.splits.train.image_shape,
+                                     **self.config.defense_options)
         self.model = self.defense.prepare_model(self.model)
         self.defense.embedding_hook = self.dist.gather_embeddings
         self.defense.world_size = self.world_size
