@@ -190,6 +190,21 @@ def test_each_adversary_increases_its_own_objective(name, extra, monkeypatch):
         assert after > before, (name, before.item(), after.item())
 
 
+@pytest.mark.parametrize("name,extra", [("est", {}), ("act", {}), ("hm", {"destination": "hardest"})])
+def test_robrank_adversaries_start_at_the_clean_image(name, extra, monkeypatch):
+    """One sign step of size s from the clean image moves every pixel by 0 or +-s (no clipping
+    here); a random start would not. EST moves too: its target is jittered."""
+    images, labels = _batch()
+    images = images * 0.5 + 0.25  # away from 0 and 1: no clipping
+    defense = build_defense(name, steps=1, eps=0.1, step_size=0.01, **extra)
+    calls = _spy_on_engine(defense, monkeypatch)
+    defense.step(_model(), images, labels, torch.Generator().manual_seed(0))
+    (inputs, adversarial, _), = calls
+    moved = (adversarial - inputs).abs()
+    assert ((moved < 1e-6) | ((moved - 0.01).abs() < 1e-6)).all()
+    assert (moved > 1e-6).float().mean() > 0.5
+
+
 def test_act_collapses_positive_and_negative(monkeypatch):
     images, labels = _batch()
     model = _model()

@@ -167,9 +167,10 @@ class HardnessManipulation(RobRankDefense):
       ``state_dict`` for resume); no destination sampler is used then.
     - ``ics=true`` adds ``ics_weight`` (0.5; the reference uses 0.05 on SOP) x L_ICS
       (:mod:`robustdml.losses.ics`: [d(a, a') - d(a, p)]_+ with the clean a and p).
-    Our earlier readings (the training miner's triplets as source, LGA interpolating from H_S to a
-    destination miner, ICS against the adversarial positive with a margin) are gone: the reference
-    is unambiguous on each; ``source=miner`` keeps the first.
+    The paper's HM (the reference's ``ghmetsmi``) is ``lga=true ics=true``. Our earlier readings
+    were the training miner's triplets as source (kept: ``source=miner``), LGA interpolating from
+    H_S towards a destination miner, and ICS against the adversarial positive with a margin; the
+    reference code is unambiguous on the last two, so they were dropped.
     """
 
     name = "hm"
