@@ -66,10 +66,22 @@ def test_the_convergence_check_fires_on_a_weak_attack_and_is_silent_on_the_defau
     check = report.convergence[EPS]
     assert not check["converged"] and check["stronger_R@1"] < check["R@1"] - 0.01
     assert "NO" in report.to_markdown()
-    default = AttackSpec(eps=(0.05,), max_queries=QUERIES, sanity_checks=False)
+    # 100 probe queries, so that one more query broken (one point) is still within the tolerance
+    default = AttackSpec(eps=(0.1,), max_queries=100, sanity_checks=False)
     report = evaluate_robustness(model, test, default, progress=False)
-    assert report.convergence[0.05]["converged"], report.convergence
+    assert report.convergence[0.1]["converged"], report.convergence
+    assert report.convergence[0.1]["probe"] == 100
     assert report.warnings == []
+
+
+def test_the_checks_extra_restart_draws_fresh_starts():
+    from robustdml.attacks.ensemble import member_runs
+
+    spec = AttackSpec(restarts=2, targets=2)
+    first = member_runs(spec, AUTO_MEMBERS, classes=10)
+    extra = member_runs(spec.stronger(), AUTO_MEMBERS, classes=10, first_restart=spec.restarts)
+    assert [run.name for run in extra] == ["margin#3", "targeted@1#3", "targeted@2#3", "nn#3"]
+    assert not {run.name for run in first} & {run.name for run in extra}
 
 
 def test_the_stop_criterion_agrees_with_the_metric(runner):

@@ -45,9 +45,9 @@ def test_the_key_changes_with_every_field_and_round_trips():
         AttackSpec.from_dict({"stepz": 3})
 
 
-def test_the_stronger_spec_doubles_steps_and_adds_a_restart():
-    spec = AttackSpec(steps=10, restarts=1)
-    assert (spec.stronger().steps, spec.stronger().restarts, spec.stronger().probe_queries) == (20, 2, 0)
+def test_the_stronger_spec_is_one_more_restart_with_twice_the_steps():
+    spec = AttackSpec(steps=10, restarts=2)
+    assert (spec.stronger().steps, spec.stronger().restarts, spec.stronger().probe_queries) == (20, 1, 0)
     assert AttackSpec(step_size=0.02).stronger().step_size == pytest.approx(0.01)
 
 

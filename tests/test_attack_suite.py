@@ -138,9 +138,8 @@ def test_gtt_moves_the_top1_out_of_the_top_k_and_keeps_the_rest_close(natural_fm
     queries = np.arange(0, len(test), 10)[:60]
     weak, strong = _context(model, test, eps=1e-6, steps=1), _context(model, test, eps=0.1, steps=10)
     before, after = run_attack("gtt", weak, queries), run_attack("gtt", strong, queries)
-    assert before["GTT:kept"] == pytest.approx(100.0)
-    assert after["GTT:kept"] < 30, after
-    assert after["GTT"] == pytest.approx(100 * after["R@1"])
+    assert before["GTT"] == pytest.approx(100.0)  # retain@4: the top-1 is still in the top-4
+    assert after["GTT"] < 30, after
     # staying close to neighbours 2..k+1 keeps retrieval partly intact, unlike GTM's blind push
     assert after["R@1"] >= run_attack("gtm", strong, queries)["R@1"]
 
@@ -166,7 +165,7 @@ def test_robust_r1_falls_with_eps_and_the_worst_case_is_no_better_than_any_attac
     assert nn_curve[0] == pytest.approx(report.clean["R@1"])  # eps 0 = clean
     assert nn_curve[0] > nn_curve[1] > nn_curve[2]
     assert report.worst_case[0.05]["R@1"] <= min(row["R@1"] for row in report.rows if row["eps"] == 0.05)
-    assert "GTT:kept" in report.to_markdown()
+    assert "| GTT " in report.to_markdown()  # retain@4 in the "other" column
 
 
 def test_apgd_reaches_a_higher_embedding_shift_than_pgd_at_equal_steps(natural_fmnist):

@@ -10,7 +10,7 @@ import torch
 from robustdml.defenses import build_defense
 from robustdml.defenses.common import (clean_embeddings, number_option, one_index_per_value,
                                        one_triplet_per_anchor, random_triplet_per_anchor, triplet_hardness)
-from robustdml.defenses.robrank import lga_ratio
+from robustdml.defenses.robrank import lga_destination
 from robustdml.losses import build_miner
 from robustdml.losses.ics import intra_class_structure_loss
 from robustdml.models import build_model
@@ -130,15 +130,16 @@ def test_robrank_defenses_reject_pair_losses(name):
 
 
 def test_published_defaults():
+    """RobRank's configs_rank.py: 32 steps of 3/255 at eps 77/255 (28 px), from the clean image."""
     for name in ("est", "act", "hm"):
         defense = build_defense(name)
-        assert defense.eps == pytest.approx(77 / 255) and defense.steps == 8 and defense.passes == 9
-    assert build_defense("est").engine.step_size == pytest.approx(2.5 * (77 / 255) / 8)
-    assert build_defense("act").engine.step_size == pytest.approx((77 / 255) / 32)
+        assert defense.eps == pytest.approx(77 / 255) and defense.steps == 32 and defense.passes == 33
+        assert defense.engine.step_size == pytest.approx(3 / 255) and not defense.engine.random_start
     assert build_defense("act", step_size=0.01).engine.step_size == 0.01
+    assert build_defense("act", random_start=True).engine.random_start
     hm = build_defense("hm")
-    assert hm.destination == "softhard" and not hm.lga and not hm.ics and hm.ics_weight == 0.5
-    assert build_defense("hm", lga=True).destination == "hardest"
+    assert (hm.source, hm.destination) == ("softhard", "semihard")
+    assert not hm.lga and not hm.ics and hm.ics_weight == 0.5
     robust = build_defense("robust-triplet")
     assert robust.steps == 5 and robust.attack_rate == 0.5 and robust.perturb == "positive"
     assert build_defense("robust-pair").loss_name == "contrastive"
@@ -189,6 +190,21 @@ def test_each_adversary_increases_its_own_objective(name, extra, monkeypatch):
         assert after > before, (name, before.item(), after.item())
 
 
+@pytest.mark.parametrize("name,extra", [("est", {}), ("act", {}), ("hm", {"destination": "hardest"})])
+def test_robrank_adversaries_start_at_the_clean_image(name, extra, monkeypatch):
+    """One sign step of size s from the clean image moves every pixel by 0 or +-s (no clipping
+    here); a random start would not. EST moves too: its target is jittered."""
+    images, labels = _batch()
+    images = images * 0.5 + 0.25  # away from 0 and 1: no clipping
+    defense = build_defense(name, steps=1, eps=0.1, step_size=0.01, **extra)
+    calls = _spy_on_engine(defense, monkeypatch)
+    defense.step(_model(), images, labels, torch.Generator().manual_seed(0))
+    (inputs, adversarial, _), = calls
+    moved = (adversarial - inputs).abs()
+    assert ((moved < 1e-6) | ((moved - 0.01).abs() < 1e-6)).all()
+    assert (moved > 1e-6).float().mean() > 0.5
+
+
 def test_act_collapses_positive_and_negative(monkeypatch):
     images, labels = _batch()
     model = _model()
@@ -203,35 +219,28 @@ def test_act_collapses_positive_and_negative(monkeypatch):
     assert (moved[:half] - moved[half:]).norm(dim=1).mean() < (clean[:half] - clean[half:]).norm(dim=1).mean()
 
 
-def test_lga_starts_without_manipulation_and_resumes_its_state():
+def test_lga_destination_follows_the_previous_loss_and_resumes():
     images, labels = _batch()
     model = _model()
     defense = build_defense("hm", lga=True, eps=0.05, steps=2)
     first = defense.step(model, images, labels, torch.Generator().manual_seed(0))
-    # previous loss = margin before the first step: r = 0, H_D = H_S
-    assert first.info["lga_ratio"] == 0.0
-    assert first.info["hardness_destination"] == pytest.approx(first.info["hardness_source"])
+    # previous loss = margin before the first step: H_D = -margin
+    assert first.info["hardness_destination"] == pytest.approx(-0.2)
     assert defense.previous_loss == pytest.approx(first.loss.item())
     resumed = build_defense("hm", lga=True, eps=0.05, steps=2)
     resumed.load_state_dict(defense.state_dict())
     assert resumed.previous_loss == defense.previous_loss
-    expected = lga_ratio(defense.previous_loss, 0.2)
     second = resumed.step(model, images, labels, torch.Generator().manual_seed(1))
-    assert second.info["lga_ratio"] == pytest.approx(expected)
-
-
-def test_lga_ratio_arithmetic():
-    assert lga_ratio(0.2, 0.2) == 0.0 and lga_ratio(0.0, 0.2) == 1.0
-    assert lga_ratio(0.05, 0.2) == pytest.approx(0.75) and lga_ratio(0.3, 0.2) == 0.0
-    assert lga_ratio(-0.1, 0.2) == 1.0
+    assert second.info["hardness_destination"] == pytest.approx(lga_destination(defense.previous_loss, 0.2))
 
 
 def test_intra_class_structure_loss_arithmetic():
-    adversarial_anchor = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
-    clean_anchor = torch.tensor([[0.3, 0.0], [0.1, 0.0]])
-    positive = torch.tensor([[0.0, 0.4], [0.0, 1.0]])
-    # [0.3 - 0.4 + 0.2]_+ = 0.1 and [0.1 - 1.0 + 0.2]_+ = 0
-    loss = intra_class_structure_loss(adversarial_anchor, clean_anchor, positive, margin=0.2)
+    """[d(a, a') - d(a, p)]_+ with margin 0 (robrank amd.py: raw(a, a', p, override_margin=0))."""
+    clean_anchor = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    adversarial_anchor = torch.tensor([[0.5, 0.0], [0.1, 0.0]])
+    clean_positive = torch.tensor([[0.0, 0.4], [0.0, 1.0]])
+    # [0.5 - 0.4]_+ = 0.1 and [0.1 - 1.0]_+ = 0
+    loss = intra_class_structure_loss(clean_anchor, adversarial_anchor, clean_positive)
     assert loss.item() == pytest.approx(0.05)
 
 

@@ -64,6 +64,8 @@ def test_generated_perturbations_stay_in_the_eps_ball(name, extra, monkeypatch):
         return adversarial
 
     monkeypatch.setattr(defense.engine, "perturb", spy)
+    if getattr(defense, "lga", False):
+        defense.previous_loss = 0.0  # H_D = 0: the first step's H_D = -margin would leave every triplet as it is
     output = defense.step(model, images, labels, torch.Generator().manual_seed(0))
     assert math.isfinite(output.loss.item()) and output.passes >= 2
     assert seen, "the defense generated no adversarial example"
@@ -86,12 +88,12 @@ def test_attack_rate_is_respected_statistically():
 
 
 def test_lga_schedule_arithmetic():
-    source, destination = torch.tensor([-0.3, 0.0]), torch.tensor([0.1, 0.2])
-    assert torch.allclose(lga_destination(source, destination, previous_loss=0.2, margin=0.2), source)
-    assert torch.allclose(lga_destination(source, destination, previous_loss=0.0, margin=0.2), destination)
-    assert torch.allclose(lga_destination(source, destination, previous_loss=0.05, margin=0.2),
-                          source + 0.75 * (destination - source))
-    assert torch.allclose(lga_destination(source, destination, previous_loss=5.0, margin=0.2), source)
+    """H_D = -0.2 * clip(l_prev, 0, 0.2) / 0.2 (robrank defenses/amd.py, gradual adversary)."""
+    assert lga_destination(previous_loss=0.2, margin=0.2) == pytest.approx(-0.2)
+    assert lga_destination(previous_loss=5.0, margin=0.2) == pytest.approx(-0.2)
+    assert lga_destination(previous_loss=0.05, margin=0.2) == pytest.approx(-0.05)
+    assert lga_destination(previous_loss=0.0, margin=0.2) == 0.0
+    assert lga_destination(previous_loss=-0.1, margin=0.2) == 0.0
 
 
 def test_hm_raises_triplet_hardness_towards_the_destination():
@@ -118,6 +120,9 @@ def test_one_triplet_per_anchor_is_valid():
     ("robust-triplet", {"attack_rate": 1.5}, "attack_rate"),
     ("hm", {"steps": 0}, "steps"),
     ("hm", {"destination": "easiest"}, "destination"),
+    ("hm", {"source": "easiest"}, "source"),
+    ("hm", {"lga": True, "destination": "semihard"}, "no effect"),
+    ("est", {"random_start": "maybe"}, "random_start"),
     ("est", {"lga": True}, "unknown option"),
 ])
 def test_bad_options_are_rejected(name, options, fragment):

@@ -30,10 +30,15 @@ def test_only_one_term_moves_when_one_score_moves():
     assert empirical_robustness_score({**MIXED, "TMA": 0.8}) == pytest.approx(42.0 - 3.0)
 
 
-def test_terms_are_clipped_to_0_100():
-    assert ers_terms({**MIXED, "CA+": 80})["CA+"] == 100  # a candidate pushed below its random rank
-    assert ers_terms({**MIXED, "TMA": -0.5})["TMA"] == 100  # negative cosine
-    assert ers_terms({**MIXED, "ES:D": 2.5})["ES:D"] == 0
+def test_terms_are_not_clipped_unless_asked():
+    """The reference (tools/pjswipe.py ersnormalize) averages the raw terms."""
+    assert ers_terms({**MIXED, "CA+": 80})["CA+"] == 160  # a candidate pushed below its random rank
+    assert ers_terms({**MIXED, "TMA": -0.5})["TMA"] == 150  # negative cosine
+    assert empirical_robustness_score({**MIXED, "CA+": 80}) == pytest.approx(42.0 + 11.0)
+    assert ers_terms({**MIXED, "CA+": 80}, clip=True)["CA+"] == 100
+    assert ers_terms({**MIXED, "TMA": -0.5}, clip=True)["TMA"] == 100
+    assert ers_terms({**MIXED, "ES:D": 2.5}, clip=True)["ES:D"] == 0
+    assert empirical_robustness_score({**MIXED, "CA+": 80}, clip=True) == pytest.approx(42.0 + 5.0)
 
 
 @pytest.mark.parametrize("missing", ERS_INPUTS)

@@ -106,6 +106,7 @@ def test_model_returning_a_tuple_is_rejected():
 def test_images_outside_the_unit_range_are_refused_with_the_fix(scale, shift, fix):
     """What we found: `evaluate_robustness` on float images in 0..255 ran, clamped them to [0,1] and reported a
     huge "attack" effect."""
+    from robustdml.attacks.spec import AttackSpec
     from robustdml.attacks.suite import evaluate_robustness
     from robustdml.data import TensorRetrievalDataset
 
@@ -114,7 +115,7 @@ def test_images_outside_the_unit_range_are_refused_with_the_fix(scale, shift, fi
     with pytest.raises(ValueError, match=f"pixel values range over .*expects float pixels in \\[0,1\\].*{fix}"):
         compute_embeddings(model, data, progress=False)
     with pytest.raises(ValueError, match=fix):
-        evaluate_robustness(model, data, attacks=["nn"], eps_list=[0.1], steps=1, progress=False)
+        evaluate_robustness(model, data, AttackSpec(attacks=("nn",), eps=(0.1,), steps=1), progress=False)
 
 
 def test_pixel_checks_name_dtype_shape_and_non_finite_values():

@@ -46,7 +46,7 @@ def test_local_imagenet_weights_are_loaded(monkeypatch, tmp_path):
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="convnet, mlp, resnet18, resnet50"):
+    with pytest.raises(UnknownNameError, match="convnet, mlp, rc2f2, resnet18, resnet50"):
         build_model("vgg16", (3, 32, 32))
 
 

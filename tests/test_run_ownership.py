@@ -190,13 +190,17 @@ def test_another_batch_norm_gets_its_own_report_folder(tmp_path, capsys):
     """What we found: `attack D --bn uax` overwrote the clean-BN report and recorded no BN."""
     run = tmp_path / "mdprop"
     assert main(["train", *SYNTHETIC, "--epochs", "1", "--steps-per-epoch", "2", "--defense", "mdprop",
+                 "--defense-option", "uax=true", "--defense-option", "eps_space=pixel",
                  "--attack-steps", "1", "--output", str(run)]) == 0
     attack = ["attack", str(run), "--device", "cpu", "--attacks", "nn", "--eps", "0.1", "--steps", "1",
-              "--max-queries", "20", "--no-sanity-checks", "--no-progress"]
+              "--max-queries", "20", "--probe-queries", "0", "--no-sanity-checks", "--no-progress"]
     assert main([*attack, "--bn", "uax"]) == 0
-    assert (run / "robustness-bn-uax").is_dir() and not (run / "robustness").exists()
+    (uax,) = (run / "robustness").iterdir()
+    assert "-bn-uax-" in uax.name
+    assert json.loads((uax / "robustness.json").read_text())["settings"]["bn"] == "uax"
     assert main(attack) == 0
-    assert (run / "robustness").is_dir()
+    (clean,) = set((run / "robustness").iterdir()) - {uax}
+    assert "-bn-clean-" in clean.name and json.loads((clean / "robustness.json").read_text())["settings"]["bn"] == "clean"
     assert main(["evaluate", str(run), "--device", "cpu", "--bn", "uax"]) == 0
     assert json.loads((run / "evaluation-bn-uax.json").read_text())["bn"] == "uax"
 

@@ -125,12 +125,15 @@ class Run:
         return O.ranking_margin(gallery[candidates.positives], gallery[negatives])
 
 
-def member_runs(spec: AttackSpec, members: Tuple[str, ...], classes: int) -> List[Run]:
-    """The runs of ``members`` in order: restarts of each member, each target class of ``targeted``."""
+def member_runs(spec: AttackSpec, members: Tuple[str, ...], classes: int, first_restart: int = 0) -> List[Run]:
+    """The runs of ``members`` in order: restarts of each member, each target class of ``targeted``.
+
+    ``first_restart`` numbers the restarts from there, so they draw fresh random starts (the
+    convergence check's extra restart after ``spec.restarts`` of them)."""
     runs: List[Run] = []
     targets = max(1, min(spec.targets, classes - 1))
     for member in members:
-        for restart in range(spec.restarts):
+        for restart in range(first_restart, first_restart + spec.restarts):
             if member == "targeted":
                 runs += [Run(member, restart, target) for target in range(targets)]
             else:

@@ -5,29 +5,39 @@ dataset; a query is never its own neighbour or target (its own gallery index is 
 perturbed queries are ranked against the clean gallery.
 
 Readings of the published definitions (Zhou et al. ECCV 2020, "Adversarial Ranking Attack and
-Defense"; Zhou & Patel CVPR 2022, "RobRank"); where the papers leave a choice, ours is stated:
+Defense"; Zhou & Patel CVPR 2022, "RobRank"), checked against the reference code
+(cdluminate/robrank: attacks/advrank.py, advrank_qcselector.py, advrank_loss.py); where we differ,
+it is said. The ERS profile runs each attack from the clean image (no random start), as the
+reference does; objectives that are stationary there (ES) get a jittered target (:func:`jittered`).
 - QA+ (m candidates, default 1 as in ERS): m random other items are chosen per query and the query
   is pulled towards all of them (mean squared distance, our surrogate of the ranking loss);
   score = mean rank percentile of the candidates in the perturbed query's ranking (robust: ~50%).
-- QA- (m candidates): the query's current top-m are pushed away; score = their mean rank
-  percentile (clean: ~0%, robust: stays ~0%).
+- QA- (m candidates): m distinct candidates drawn at random from the query's top 1% of the
+  gallery (the reference's ``_sel_qaminus``) are pushed away; score = their mean rank percentile
+  (clean: under 1%, robust: stays low).
 - CA+ (w queries, default 1): a random candidate is pulled towards w queries (the batch query and
   w-1 random others); score = mean rank percentile of the moved candidate in those queries'
   clean-gallery rankings (robust: ~50%).
-- CA- (w queries): the batch query's current top-1 is the candidate; the other w-1 queries are the
-  candidate's own nearest neighbours (queries that rank it highly); it is pushed away from all w;
-  score = its mean rank percentile (robust: ~0%).
+- CA- (w queries): the candidate is drawn at random from the batch query's top 1%, the other w-1
+  queries at random from the candidate's own top 1% (the reference's ``_sel_caminus`` draws all
+  w queries from the candidate's top 1%); it is pushed away from all w; score = its mean rank
+  percentile (clean: under 1%, robust: stays low).
 - TMA: the query embedding is pulled towards a random other item (cosine); score = mean cosine.
 - ES: maximise ||f(x') - f(x)||; ES:D = mean shift (in [0,2]), ES:R = R@1 after the attack (%).
 - LTM: maximise d(q', nearest positive) - d(q', nearest negative); score = R@1 after (%).
-- GTM: push the query away from its current top-1 neighbour (whatever its class); score = R@1 after (%).
+- GTM: pull the query towards the nearest gallery item of another class than the query; score =
+  R@1 after (%). The reference's selector (``_sel_gtm``) means to do this, but its ``argmin`` over
+  the masked ranks returns a position in the masked subset, not a gallery index, so it pulls
+  towards an effectively random item; we do not copy that bug.
 - GTT (k = 4): push the current top-1 away while staying close to neighbours 2..k+1, so the top-1
-  leaves the top-k and the rest of the ranking barely moves; score = R@1 after (%), as for the
-  other R@1-valued ERS terms; "GTT:kept" = % of queries whose original top-1 is still in the top-k.
+  leaves the top-k and the rest of the ranking barely moves (the reference pushes with the QA-
+  ranking loss alone); score "GTT" = retain@k, the % of queries whose original top-1 is still in
+  the top-k of the perturbed query (the reference's ``retain@4``); the row's R@1 is R@1 after GTT.
 The R@1 attacks of the default evaluation (``nn``, ``margin``, ``targeted``) live in
 :mod:`robustdml.attacks.ensemble`, with per-query early stop.
 Rank percentile = % of the gallery (query and candidate excluded) ranked strictly before the
-candidate; a candidate or target is never the query itself.
+candidate; a candidate or target is never the query itself. "Top 1%" = the int(0.01 N) nearest
+gallery items (at least as many as candidates are drawn), the query itself excluded.
 """
 
 from __future__ import annotations
@@ -46,6 +56,16 @@ from robustdml.registry import Registry
 
 RETRIEVAL_ATTACKS: Registry = Registry("attack")
 GTT_K = 4
+TOP_FRACTION = 0.01      # QA- / CA- draw their candidates from the query's top 1%
+STATIONARY_JITTER = 1e-7
+
+
+def jittered(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``targets`` (float32) moved by -1e-7, 0 or +1e-7 per coordinate at random: an objective such
+    as the distance to the clean embedding is stationary at the clean input (zero gradient), and an
+    attack that starts there would never move. RobRank does the same (attacks/advrank.py ``embShift``)."""
+    noise = torch.randint(-1, 2, targets.shape, generator=generator).to(device=targets.device, dtype=torch.float32)
+    return targets.float() + STATIONARY_JITTER * noise
 
 
 ATTACK_OPTIONS = ("qa_candidates", "ca_queries", "gtt_k")
@@ -124,13 +144,16 @@ def _register(name: str):
 @_register("es")
 def embedding_shift(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
     clean = ctx.gallery[queries]
-    embeddings = ctx.embed(ctx.perturb(queries, O.push_from, clean))
+    embeddings = ctx.embed(ctx.perturb(queries, O.push_from, jittered(clean, ctx.generator)))
     return {"embeddings": embeddings, "ES:D": (embeddings - clean).norm(dim=1).numpy()}
 
 
 @_register("gtm")
 def greedy_top1_misranking(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    return {"embeddings": ctx.embed(ctx.perturb(queries, O.push_from, ctx.gallery[_top(ctx, queries)]))}
+    distances = ctx.distances(ctx.gallery[queries])
+    other = torch.as_tensor(ctx.labels[None, :] != ctx.labels[queries][:, None])
+    nearest_other = distances.masked_fill(~other, float("inf")).argmin(dim=1)
+    return {"embeddings": ctx.embed(ctx.perturb(queries, O.pull_to, ctx.gallery[nearest_other]))}
 
 
 @_register("ltm")
@@ -152,7 +175,7 @@ def greedy_top1_translocation(ctx: AttackContext, queries: np.ndarray) -> Dict[s
     embeddings = ctx.embed(adversarial)
     _, after = knn(embeddings, ctx.gallery, k, exclude_index=queries)
     kept = (after == neighbours[:, :1]).any(axis=1)
-    return {"embeddings": embeddings, "GTT:kept": 100.0 * kept}
+    return {"embeddings": embeddings, "GTT": 100.0 * kept}
 
 
 @_register("tma")
@@ -177,6 +200,19 @@ def _top(ctx: AttackContext, queries: np.ndarray, count: int = 1) -> np.ndarray:
     return neighbours[:, 0] if count == 1 else neighbours
 
 
+def _from_top_fraction(ctx: AttackContext, items: np.ndarray, count: int, replace: bool) -> np.ndarray:
+    """(B, count): items drawn at random from each item's top 1% of the gallery (itself excluded),
+    distinct unless ``replace`` (RobRank's ``_sel_qaminus`` permutes, ``_sel_caminus`` draws with
+    replacement)."""
+    top = max(count, int(TOP_FRACTION * len(ctx.labels)))
+    neighbours = knn(ctx.gallery[items], ctx.gallery, top, exclude_index=items)[1]
+    if replace:
+        columns = torch.randint(0, neighbours.shape[1], (len(items), count), generator=ctx.generator)
+    else:
+        columns = torch.rand(neighbours.shape, generator=ctx.generator).argsort(dim=1)[:, :count]
+    return np.take_along_axis(neighbours, columns.numpy(), axis=1)
+
+
 def _targets(ctx: AttackContext, indices: np.ndarray) -> torch.Tensor:
     """Clean gallery embeddings of (B,) or (B, m) indices."""
     return ctx.gallery[torch.as_tensor(indices)]
@@ -197,7 +233,9 @@ def query_attack_promote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, n
 
 @_register("qa-")
 def query_attack_demote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    candidates = _top(ctx, queries, ctx.qa_candidates)
+    candidates = _from_top_fraction(ctx, queries, ctx.qa_candidates, replace=False)
+    if ctx.qa_candidates == 1:
+        candidates = candidates[:, 0]
     return {"QA-": _query_attack(ctx, queries, candidates, O.push_from, O.push_from_many)}
 
 
@@ -227,12 +265,11 @@ def candidate_attack_promote(ctx: AttackContext, queries: np.ndarray) -> Dict[st
 
 @_register("ca-")
 def candidate_attack_demote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    candidates = _top(ctx, queries)
+    candidates = _from_top_fraction(ctx, queries, 1, replace=True)[:, 0]
     attacked = queries[:, None]
     if ctx.ca_queries > 1:
-        # the candidate's own nearest items (itself and the batch query excluded) rank it highly
-        near = knn(ctx.gallery[candidates], ctx.gallery, ctx.ca_queries, exclude_index=candidates)[1]
-        extra = np.stack([row[row != q][: ctx.ca_queries - 1] for row, q in zip(near, queries)])
+        # queries that rank the candidate highly: drawn from the candidate's own top 1%
+        extra = _from_top_fraction(ctx, candidates, ctx.ca_queries - 1, replace=True)
         attacked = np.concatenate([attacked, extra], axis=1)
     return {"CA-": _candidate_attack(ctx, attacked, candidates, O.push_from_many)}
 
@@ -250,7 +287,7 @@ def summarise(name: str, outputs: Dict[str, np.ndarray], ctx: AttackContext, que
             summary[key] = float(np.mean(values))
     if name == "es":
         summary["ES:R"] = 100.0 * summary["R@1"]
-    if name in ("ltm", "gtm", "gtt"):
+    if name in ("ltm", "gtm"):
         summary[name.upper()] = 100.0 * summary["R@1"]
     return summary
 

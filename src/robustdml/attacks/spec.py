@@ -55,7 +55,7 @@ class AttackSpec:
     - ``early_stop``: a query that is already misranked gets no more steps or restarts;
     - ``qa_candidates``, ``ca_queries``, ``gtt_k``: options of the QA/CA/GTT attacks;
     - ``max_queries``: random test items attacked (None: all); CPU budgets cut these, never steps;
-    - ``probe_queries``: queries re-attacked with twice the steps and one more restart to check
+    - ``probe_queries``: queries re-attacked by one more restart with twice the steps to check
       convergence (0: no check); ``sanity_checks``: eps monotonicity and an unbounded attack;
     - ``ers``: the ERS profile (another spec) run on the same queries, or None.
     """
@@ -138,10 +138,12 @@ class AttackSpec:
         return tuple(names)
 
     def stronger(self) -> "AttackSpec":
-        """The convergence check's attack: twice the steps (half the step size when one is fixed)
-        and one more restart."""
+        """The convergence check's attack: one more restart of every member, from fresh random
+        starts, with twice the steps (half the step size when one is fixed). Taken per query
+        together with the evaluation's own runs it is the evaluation plus one restart, the new one
+        twice as long, at about twice the evaluation's cost (not four times)."""
         step_size = None if self.step_size is None else self.step_size / 2
-        return dataclasses.replace(self, steps=2 * self.steps, restarts=self.restarts + 1, step_size=step_size,
+        return dataclasses.replace(self, steps=2 * self.steps, restarts=1, step_size=step_size,
                                    probe_queries=0, ers=None)
 
     def describe(self) -> str:

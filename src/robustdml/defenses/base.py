@@ -8,7 +8,7 @@ published method is a drop-in strategy selected by name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -36,13 +36,16 @@ class Defense:
     """Base class: holds the metric loss and miner; subclasses implement :meth:`step`.
 
     ``embedding_hook`` lets the trainer gather embeddings across ranks (DDP) before the loss sees
-    them; on one process it is the identity.
+    them; on one process it is the identity. ``image_shape`` is the shape of one input (C, H, W) or
+    (D,), given by the trainer: defaults that depend on the input size (RobRank's eps) read it.
     """
 
     name = "base"
 
     def __init__(self, loss: str = "triplet", miner: str = "semihard",
-                 loss_options: Optional[Dict[str, Any]] = None, miner_options: Optional[Dict[str, Any]] = None):
+                 loss_options: Optional[Dict[str, Any]] = None, miner_options: Optional[Dict[str, Any]] = None,
+                 image_shape: Optional[Sequence[int]] = None):
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.loss_name = loss
         self.loss_kind = loss_kind(loss)
         self.loss_fn = build_loss(loss, **(loss_options or {}))

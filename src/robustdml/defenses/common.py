@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from robustdml.attacks import build_engine
+from robustdml.attacks import objectives as O
+from robustdml.attacks.engines import ascent_direction, project, random_init
+from robustdml.attacks.retrieval import jittered
 from robustdml.defenses.base import Defense
 from robustdml.models.mode import eval_mode
 
 EPS_28PX = 77 / 255  # RobRank's eps for 28x28 inputs (8/255 for 224px)
+
+
+def input_size(image_shape: Optional[Sequence[int]]) -> Optional[int]:
+    """The side of square image inputs (C, H, W) -> W; None for vector inputs or an unknown shape."""
+    return int(image_shape[-1]) if image_shape is not None and len(image_shape) == 3 else None
 
 
 def clean_embeddings(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -26,6 +34,24 @@ def triplet_hardness(embeddings: torch.Tensor, a: torch.Tensor, p: torch.Tensor,
     return (embeddings[a] - embeddings[p]).norm(dim=1) - (embeddings[a] - embeddings[n]).norm(dim=1)
 
 
+def pick_per_row(allowed: torch.Tensor, generator: torch.Generator, fallback: Optional[torch.Tensor] = None
+                 ) -> torch.Tensor:
+    """For every row of a (B, N) mask, the column of one uniformly random True entry; rows with none
+    use ``fallback`` (another mask) instead. Rows with neither give an arbitrary column."""
+    if fallback is not None:
+        allowed = torch.where(allowed.any(dim=1, keepdim=True), allowed, fallback)
+    keys = torch.rand(allowed.shape, generator=generator).to(allowed.device)
+    return keys.masked_fill(~allowed, -1.0).argmax(dim=1)
+
+
+def _positive_negative_masks(labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(positive, negative) (B, B) masks and the anchors that have both."""
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    anchors = (positive.any(dim=1) & (~same).any(dim=1)).nonzero().squeeze(1)
+    return positive, ~same, anchors
+
+
 def random_triplet_per_anchor(labels: torch.Tensor, generator: torch.Generator
                               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One uniformly random (positive, negative) for every anchor that has both, in O(B^2).
@@ -33,14 +59,48 @@ def random_triplet_per_anchor(labels: torch.Tensor, generator: torch.Generator
     Equivalent to picking one triplet per anchor uniformly from all triplets of the batch, without
     enumerating the O(B^3) triplets (B=256 with 4 classes has 3M of them).
     """
-    count = len(labels)
-    same = labels[:, None] == labels[None, :]
-    positive = same & ~torch.eye(count, dtype=torch.bool, device=labels.device)
-    keys = torch.rand((2, count, count), generator=generator).to(labels.device)
-    positives = keys[0].masked_fill(~positive, -1.0).argmax(dim=1)
-    negatives = keys[1].masked_fill(same, -1.0).argmax(dim=1)
-    anchors = (positive.any(dim=1) & (~same).any(dim=1)).nonzero().squeeze(1)
+    positive, negative, anchors = _positive_negative_masks(labels)
+    positives, negatives = pick_per_row(positive, generator), pick_per_row(negative, generator)
     return anchors, positives[anchors], negatives[anchors]
+
+
+def sampled_triplet_per_anchor(kind: str, embeddings: torch.Tensor, labels: torch.Tensor,
+                               generator: torch.Generator, margin: float = 0.2
+                               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One triplet per anchor, sampled the way RobRank's SPC-2 miners do (robrank/losses/miner.py),
+    with a uniformly random positive where the reference takes the anchor's pair partner:
+
+    - ``random`` (``spc2-random``): a random positive and a random negative;
+    - ``semihard`` (``spc2-semihard``): a random positive p, a random negative with
+      d(a,p) < d(a,n) < d(a,p) + margin, else any negative;
+    - ``softhard`` (``spc2-softhard``): a random negative closer than the farthest positive
+      (d(a,n) < max_p d(a,p)), else any negative, and a random positive farther than the nearest
+      negative (d(a,p) > min_n d(a,n)), else any positive;
+    - ``hardest`` (``spc2-hard``): a random positive and the nearest negative.
+    """
+    if kind == "random":
+        return random_triplet_per_anchor(labels, generator)
+    positive, negative, anchors = _positive_negative_masks(labels)
+    distances = torch.cdist(embeddings, embeddings)
+    if kind == "softhard":
+        farthest_positive = distances.masked_fill(~positive, -1.0).amax(dim=1, keepdim=True)
+        nearest_negative = distances.masked_fill(~negative, float("inf")).amin(dim=1, keepdim=True)
+        negatives = pick_per_row(negative & (distances < farthest_positive), generator, negative)
+        positives = pick_per_row(positive & (distances > nearest_negative), generator, positive)
+        return anchors, positives[anchors], negatives[anchors]
+    positives = pick_per_row(positive, generator)
+    if kind == "semihard":
+        reach = distances.gather(1, positives[:, None])
+        window = negative & (distances > reach) & (distances < reach + margin)
+        negatives = pick_per_row(window, generator, negative)
+    elif kind == "hardest":
+        negatives = distances.masked_fill(~negative, float("inf")).argmin(dim=1)
+    else:
+        raise ValueError(f"unknown triplet sampler {kind!r}; valid: {', '.join(TRIPLET_SAMPLERS)}")
+    return anchors, positives[anchors], negatives[anchors]
+
+
+TRIPLET_SAMPLERS = ("random", "semihard", "softhard", "hardest")
 
 
 def one_index_per_value(values: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -106,38 +166,107 @@ def bool_option(defense: str, field: str, value) -> bool:
     raise ValueError(f"{defense}: {field} must be true or false, got {value!r}")
 
 
+class EarlyStopPGD:
+    """PGD (sign steps under l_inf) that stops as soon as every sample's objective has reached
+    ``stop_at`` or the batch's mean objective changed by less than ``tolerance`` in a step, as
+    RobRank's hardness manipulation does (defenses/amd.py ``HardnessManipulate``: it breaks out of
+    the loop once its loss saturates, in particular once it is 0). ``steps_taken`` counts the
+    gradient evaluations of the last call (the adversary's forward+backward passes).
+    Same interface as the attack engines: ``perturb(model, images, objective, generator)``.
+    """
+
+    name = "pgd-early-stop"
+
+    def __init__(self, eps: float, steps: int, step_size: float, norm: str = "linf", random_start: bool = False,
+                 stop_at: float = 0.0, tolerance: float = 1e-7):
+        self.eps, self.steps, self.step_size, self.norm = float(eps), int(steps), float(step_size), norm
+        self.random_start, self.stop_at, self.tolerance = random_start, stop_at, tolerance
+        self.steps_taken = 0
+
+    def _clip(self, images: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:
+        return (images + project(adversarial - images, self.eps, self.norm)).clamp(0.0, 1.0)
+
+    def perturb(self, model, images: torch.Tensor, objective, generator: Optional[torch.Generator] = None
+                ) -> torch.Tensor:
+        images = images.detach()
+        adversarial = images.clone()
+        if self.random_start:
+            adversarial = self._clip(images, images + random_init(images, self.eps, self.norm, generator))
+        self.steps_taken, previous = 0, None
+        with eval_mode(model):
+            for _ in range(self.steps):
+                adversarial.requires_grad_(True)
+                losses = objective(model(adversarial))
+                (grad,) = torch.autograd.grad(losses.sum(), adversarial)
+                self.steps_taken += 1
+                mean = float(losses.detach().mean())
+                if bool((losses >= self.stop_at).all()) or (previous is not None
+                                                             and abs(mean - previous) < self.tolerance):
+                    break
+                previous = mean
+                adversarial = self._clip(images, adversarial.detach() + self.step_size
+                                         * ascent_direction(grad, self.norm))
+        return adversarial.detach()
+
+    def __repr__(self) -> str:
+        return f"{self.name}(eps={self.eps:.4g}, steps={self.steps}, step_size={self.step_size:.4g}, norm={self.norm})"
+
+
 class AdversarialDefense(Defense):
     """A defense that runs a PGD-style adversary (eps, steps = eta, step_size) inside each step.
 
-    Unknown option names are rejected (a typo such as ``attack_rte`` would otherwise be ignored and
-    train a different defense than the one asked for).
+    ``random_start``: whether the adversary starts at a uniform point of the eps-ball (the engines'
+    convention) or at the clean image (RobRank's adversaries). Unknown option names are rejected (a
+    typo such as ``attack_rte`` would otherwise be ignored and train a different defense than the
+    one asked for).
     """
 
     default_eps = EPS_28PX
     default_steps = 8
-    # default step size = ratio * eps / steps; None = the engine's default (2.5 eps / steps, Madry et al.)
-    default_step_ratio: Optional[float] = None
+    default_random_start = True
 
     def __init__(self, loss: str = "triplet", miner: str = "semihard", loss_options=None, miner_options=None,
-                 eps: Optional[float] = None, steps: Optional[int] = None, step_size: Optional[float] = None,
-                 norm: str = "linf", engine: str = "pgd", **unknown):
+                 image_shape: Optional[Sequence[int]] = None, eps: Optional[float] = None,
+                 steps: Optional[int] = None, step_size: Optional[float] = None, norm: str = "linf",
+                 engine: str = "pgd", random_start=None, **unknown):
         if unknown:
-            raise ValueError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))}; "
-                             f"options of every adversarial defense: eps, steps, step_size, norm, engine")
-        super().__init__(loss=loss, miner=miner, loss_options=loss_options, miner_options=miner_options)
-        self.eps = self.default_eps if eps is None else number_option(self.name, "eps", eps)
+            raise ValueError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))}; options of every "
+                             f"adversarial defense: eps, steps, step_size, norm, engine, random_start")
+        super().__init__(loss=loss, miner=miner, loss_options=loss_options, miner_options=miner_options,
+                         image_shape=image_shape)
         self.steps = self.default_steps if steps is None else number_option(self.name, "steps", steps, int)
-        if self.eps < 0:
-            raise ValueError(f"{self.name}: eps must be >= 0, got {self.eps}")
         if self.steps < 1:
             raise ValueError(f"{self.name}: steps must be >= 1, got {self.steps}")
+        self.eps = self.input_default_eps() if eps is None else number_option(self.name, "eps", eps)
+        if self.eps < 0:
+            raise ValueError(f"{self.name}: eps must be >= 0, got {self.eps}")
         if step_size is not None:
             step_size = number_option(self.name, "step_size", step_size)
             if step_size <= 0:
                 raise ValueError(f"{self.name}: step_size must be > 0, got {step_size}")
-        elif self.default_step_ratio is not None:
-            step_size = self.default_step_ratio * self.eps / self.steps
-        self.engine = build_engine(engine, eps=self.eps, steps=self.steps, step_size=step_size, norm=norm)
+        self.step_size = self.input_default_step_size() if step_size is None else step_size
+        self.norm = norm
+        self.random_start = (self.default_random_start if random_start is None
+                             else bool_option(self.name, "random_start", random_start))
+        self.engine = self.build_adversary(engine)
+
+    def input_default_eps(self) -> float:
+        """eps when none is given (RobRank's depends on the input size)."""
+        return self.default_eps
+
+    def input_default_step_size(self) -> Optional[float]:
+        """Step size when none is given; None = the engine's default (2.5 eps / steps, Madry et al.)."""
+        return None
+
+    def shift_objective(self, clean: torch.Tensor, generator: torch.Generator):
+        """Maximise ||f(x') - f(x)||^2 (embedding shift). The distance to the clean embedding is
+        stationary at the clean image: an adversary that starts there gets a target jittered by
+        +-1e-7 per coordinate (RobRank's trick, attacks/advrank.py ``embShift``) so that it moves."""
+        return O.push_from(clean if self.random_start else jittered(clean, generator))
+
+    def build_adversary(self, engine: str):
+        return build_engine(engine, eps=self.eps, steps=self.steps, step_size=self.step_size, norm=self.norm,
+                            random_start=self.random_start)
 
     @property
     def passes(self) -> float:

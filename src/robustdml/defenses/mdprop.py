@@ -280,7 +280,7 @@ class AdvPropDML(_MultiDistributionDefense):
     def step(self, model, images, labels, generator) -> StepOutput:
         self._check_prepared(model)
         clean = self.clean_embeddings(model, images)
-        adversarial = self.generate(model, "adv", images, O.push_from(clean), generator)
+        adversarial = self.generate(model, "adv", images, self.shift_objective(clean, generator), generator)
         clean_loss = self.loss_on(model, CLEAN, images, labels)
         adversarial_loss = self.loss_on(model, "adv", adversarial, labels)
         return StepOutput(loss=clean_loss + self.adversarial_weight * adversarial_loss, passes=self.passes,

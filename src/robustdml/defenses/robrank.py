@@ -2,12 +2,21 @@
 CVPR 2022): embedding-shifted triplet (EST), anti-collapse triplet (ACT), hardness manipulation (HM)
 with linear gradual adversary (LGA) and intra-class structure loss (ICS).
 
-Defaults for 28x28 inputs (Fashion-MNIST): eps = 77/255 l_inf (RobRank trains with 8/255 on 224px
-images and 77/255 on 28px ones), eta = 8 PGD steps (the papers' equal-cost comparison of HM and ACT),
-step size 2.5 eps / eta (the engines' default; ACT: eps / (4 eta), see its docstring),
-triplet margin 0.2. Every adversary runs with the
-model in eval() (batch-norm statistics untouched) and one triplet per anchor, so each step costs
-eta + 1 forward+backward passes (``StepOutput.passes``).
+Defaults follow the reference code (github.com/cdluminate/robrank at 38ec207):
+- the adversary (``robrank/configs/configs_rank.py``): eps 77/255 with a fixed step of 3/255 for
+  inputs of at most 32 px (Fashion-MNIST, MNIST), eps 8/255 with a step of 1/255 above (224 px);
+  eta = 32 PGD steps (``advtrain_pgditer``; the paper's equal-cost comparison uses 8:
+  ``--attack-steps 8``); one step (eta = 1) is FGSM with a step of eps. The step is not a fraction
+  of eps: the adversary's reach eta x step (96/255 at eta 32 on 28 px) can exceed eps.
+  The input size comes from the trainer (``image_shape``); without it the 28 px values apply.
+- every adversary starts at the clean image (no random start), takes sign steps and is clipped to
+  the eps-ball and [0, 1], with the model in eval() (batch-norm statistics untouched).
+- losses on explicit triplets (ACT, HM, ICS) are the mean over all triplets, as
+  ``F.triplet_margin_loss`` in the reference (pytorch-metric-learning's triplet loss would average
+  over the non-zero ones only); margin 0.2 (the loss's margin).
+Each option can still be set (``--eps``, ``--attack-steps``, ``--step-size``,
+``--defense-option random_start=true``). A step costs eta + 1 forward+backward passes
+(``StepOutput.passes``; HM stops early, see :class:`HardnessManipulation`).
 """
 
 from __future__ import annotations
@@ -18,35 +27,67 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.defenses.base import DEFENSES, StepOutput
-from robustdml.defenses.common import (AdversarialDefense, bool_option, clean_embeddings, number_option,
-                                       one_triplet_per_anchor, random_triplet_per_anchor, triplet_hardness)
+from robustdml.defenses.common import (EPS_28PX, TRIPLET_SAMPLERS, AdversarialDefense, EarlyStopPGD, bool_option,
+                                       clean_embeddings, input_size, number_option, one_triplet_per_anchor,
+                                       sampled_triplet_per_anchor, triplet_hardness)
 from robustdml.losses import build_miner
 from robustdml.losses.ics import intra_class_structure_loss
+
+SMALL_INPUT = 32  # the reference's 28x28 profile applies up to this side (configs_rank.py)
+EPS_224PX, STEP_28PX, STEP_224PX = 8 / 255, 3 / 255, 1 / 255
 
 
 def _local_indices(count: int, device) -> torch.Tensor:
     return torch.arange(count, device=device)
 
 
-@DEFENSES.register("est")
-class EmbeddingShiftedTriplet(AdversarialDefense):
-    """EST (embedding-shifted triplet): every image of the batch is replaced by
+class RobRankDefense(AdversarialDefense):
+    """Shared by EST, ACT and HM: the reference's adversary settings and its triplet loss."""
 
-        x' = argmax_{||x' - x||_inf <= eps} ||f(x') - f(x)||^2
-
-    (the embedding-shift attack, with no label information), and the triplet loss is trained on the
-    adversarial batch, its triplets mined on the adversarial embeddings. Defaults: eps 77/255, eta 8.
-    """
-
-    name = "est"
+    default_steps = 32
+    default_random_start = False
 
     def __init__(self, **options):
         super().__init__(**options)
         self.require_loss_kind("triplet")
+        self.margin = float(getattr(self.loss_fn, "margin", 0.2))
+
+    def small_inputs(self) -> bool:
+        size = input_size(self.image_shape)
+        return size is None or size <= SMALL_INPUT
+
+    def input_default_eps(self) -> float:
+        return EPS_28PX if self.small_inputs() else EPS_224PX
+
+    def input_default_step_size(self) -> float:
+        if self.steps == 1:
+            return self.eps  # the reference's FGSM case (pgditer == 1)
+        return STEP_28PX if self.small_inputs() else STEP_224PX
+
+    def triplet_loss(self, embeddings: torch.Tensor, a, p, n) -> torch.Tensor:
+        """mean over ALL triplets of [d(a,p) - d(a,n) + margin]_+ (local batch; summed over ranks)."""
+        return torch.relu(triplet_hardness(embeddings, a, p, n) + self.margin).mean() / self.world_size
+
+
+@DEFENSES.register("est")
+class EmbeddingShiftedTriplet(RobRankDefense):
+    """EST (embedding-shifted triplet; reference: defenses/est.py ``est_training_step``): every image
+    of the batch is replaced by
+
+        x' = argmax_{||x' - x||_inf <= eps} ||f(x') - f(x)||
+
+    (the embedding-shift attack, no label information; the reference maximises the non-squared
+    distance, we the squared one: the same sign steps) and the metric loss, with the training miner,
+    is trained on the adversarial embeddings only. The distance is stationary at the clean start, so
+    its target is jittered by +-1e-7 per coordinate (the reference's ``embShift`` does the same in
+    its first iteration; ours keeps the jitter, a shift of ~1e-7, for every step).
+    """
+
+    name = "est"
 
     def step(self, model, images, labels, generator) -> StepOutput:
         clean = clean_embeddings(model, images)
-        adversarial = self.engine.perturb(model, images, O.push_from(clean), generator)
+        adversarial = self.engine.perturb(model, images, self.shift_objective(clean, generator), generator)
         return StepOutput(loss=self.metric_loss(model(adversarial), labels), passes=self.passes)
 
 
@@ -61,25 +102,22 @@ def _collapse_objective(count: int):
 
 
 @DEFENSES.register("act")
-class AntiCollapseTriplet(AdversarialDefense):
-    """ACT (anti-collapse triplet): for one mined triplet per anchor, PGD moves p and n towards each
-    other,
+class AntiCollapseTriplet(RobRankDefense):
+    """ACT (anti-collapse triplet; reference: defenses/pnp.py ``pnp_training_step`` and
+    ``PositiveNegativePerplexing.pncollapse``): triplets are mined on the clean embeddings (one per
+    anchor, with the training miner), PGD moves each p and n towards each other,
 
-        (p', n') = argmin_{||p' - p||, ||n' - n|| <= eps} ||f(p') - f(n')||^2,
+        (p', n') = argmin_{||p' - p||, ||n' - n|| <= eps} ||f(p') - f(n')||,
 
-    and the triplet loss with the clean anchor separates them again: L = [d(a, p') - d(a, n') + m]_+.
-    Defaults: eps 77/255, eta 8, margin 0.2, step size eps / (4 eta). Both p' and n' move towards
-    each other in every step, so the one-sided attacks' 2.5 eps / eta overshoots and the pair
-    oscillates: on a convnet trained 120 steps on Fashion-MNIST, 8 steps at 2.5 eps / eta only took
-    the mean gap ||f(p') - f(n')|| from 0.67 to 0.63 (0.26 at eps / (2 eta), 0.20 at eps / (4 eta)).
+    and the triplet loss with the clean anchor separates them again:
+    L = mean [d(a, p') - d(a, n') + m]_+ over all triplets, no clean loss term.
+    Defaults: the reference's (module docstring): eps 77/255, 32 steps of 3/255 from the clean image.
+    Before following the reference we stepped eps / (4 eta) from a random start, because both p' and
+    n' move towards each other in every step and 2.5 eps / eta made the pair oscillate; that reading
+    is ``--step-size`` (e.g. 0.0024 for eps / (4 eta) at eta 32) with ``random_start=true``.
     """
 
     name = "act"
-    default_step_ratio = 0.25
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.require_loss_kind("triplet")
 
     def step(self, model, images, labels, generator) -> StepOutput:
         clean = clean_embeddings(model, images)
@@ -87,87 +125,95 @@ class AntiCollapseTriplet(AdversarialDefense):
         collapsed = self.engine.perturb(model, torch.cat([images[p], images[n]]), _collapse_objective(len(a)),
                                         generator)
         embeddings = model(torch.cat([images[a], collapsed]))
-        t = len(a)
-        tuples = (_local_indices(t, images.device), t + _local_indices(t, images.device),
-                  2 * t + _local_indices(t, images.device))
-        all_labels = torch.cat([labels[a], labels[p], labels[n]])
-        return StepOutput(loss=self.metric_loss(embeddings, all_labels, tuples), passes=self.passes)
+        index = _local_indices(len(a), images.device)
+        loss = self.triplet_loss(embeddings, index, len(a) + index, 2 * len(a) + index)
+        return StepOutput(loss=loss, passes=self.passes)
 
 
-DESTINATIONS = ("random", "semihard", "softhard", "distance-weighted", "hardest")
+DESTINATIONS = TRIPLET_SAMPLERS + ("distance-weighted",)
+SOURCES = DESTINATIONS + ("miner",)
 
 
-def lga_ratio(previous_loss: float, margin: float) -> float:
-    """LGA's interpolation weight r = clip(1 - previous_loss / margin, 0, 1)."""
-    return min(1.0, max(0.0, 1.0 - previous_loss / margin))
+def lga_destination(previous_loss: float, margin: float) -> float:
+    """LGA's destination hardness H_D = -margin * clip(l_prev, 0, margin) / margin = -clip(l_prev, 0, margin)
+    (reference: defenses/amd.py ``HardnessManipulate``, ``gradual`` with ``_G == 4``, margin 0.2).
 
-
-def lga_destination(source: torch.Tensor, destination: torch.Tensor, previous_loss: float, margin: float) -> torch.Tensor:
-    """Linear gradual adversary: H_D' = H_S + r (H_D - H_S), r = clip(1 - previous_loss / margin, 0, 1).
-
-    Early in training the triplet loss is near the margin (r ~ 0): the adversary leaves hardness as it
-    is. As the loss falls (the model copes), the destination approaches the destination miner's
-    hardness linearly; if the manipulated triplets become too hard (loss >= margin) it backs off.
+    While the model cannot cope (previous triplet loss >= margin) H_D = -margin, the hardness at
+    which a triplet's loss becomes non-zero; as the loss falls to 0, H_D rises linearly to 0
+    (d(a,p) = d(a,n)). Triplets already harder than H_D are left as they are.
     """
-    return source + lga_ratio(previous_loss, margin) * (destination - source)
+    return -min(max(previous_loss, 0.0), margin)
 
 
 @DEFENSES.register("hm")
-class HardnessManipulation(AdversarialDefense):
-    """HM: PGD on (a, p, n) raises each triplet's hardness H = d(a,p) - d(a,n) from its source value
-    H_S (the training miner's triplet) towards a destination H_D, minimising
+class HardnessManipulation(RobRankDefense):
+    """HM (reference: defenses/amd.py ``hm_training_step`` and ``MadryInnerMax.HardnessManipulate``,
+    method ``ET``): PGD on the source triplet (a, p, n) raises its hardness H = d(a,p) - d(a,n)
+    towards a destination H_D, minimising
 
-        L_HM = || max(0, H_D - H(a', p', n')) ||_2^2      over ||x' - x||_inf <= eps,
+        L_HM = mean( min(0, H(a', p', n') - H_D)^2 )      over ||x' - x||_inf <= eps,
 
-    then trains the triplet loss on (a', p', n'). Destinations (per anchor, from clean embeddings):
-    ``random`` a uniformly random triplet's hardness; ``semihard`` / ``distance-weighted`` the
-    hardness of the triplet that miner picks (the source where it picks none); ``softhard`` the
-    source positive with the hardest negative, d(a,p) - min_n d(a,n) (our reading); ``hardest``
-    max_p d(a,p) - min_n d(a,n). ``lga=True`` replaces H_D by H_S + r (H_D - H_S) with
-    r = clip(1 - loss_prev / margin, 0, 1) (:func:`lga_destination`; loss_prev = the previous step's
-    triplet loss, kept in ``state_dict`` for resume). ``ics=True`` adds ``ics_weight`` (0.5) x
-    L_ICS(a', a, p') computed with the clean anchors (:mod:`robustdml.losses.ics`).
+    and stops as soon as L_HM reaches 0 (or stops changing); then the triplet loss is trained on
+    (a', p', n'), mean over all triplets. ``StepOutput.passes`` counts the steps actually taken.
 
-    Defaults: eps 77/255, eta 8, destination ``softhard`` (``hardest`` under LGA, the far end the
-    paper interpolates to), triplet margin 0.2.
+    - ``source`` (default ``softhard``, the reference's source miner, which overrides the loss's own
+      miner): how the source triplet of each anchor is sampled, one of ``random``, ``semihard``,
+      ``softhard``, ``hardest`` (:func:`~robustdml.defenses.common.sampled_triplet_per_anchor`),
+      ``distance-weighted`` (pytorch-metric-learning's miner) or ``miner`` (the training miner).
+    - ``destination`` (default ``semihard``): H_D of each anchor is the hardness of a second triplet
+      of that anchor sampled this way (clean embeddings); the source's where none is found.
+    - ``lga=true`` (linear gradual adversary): H_D = -clip(l_prev, 0, margin) instead
+      (:func:`lga_destination`; l_prev = the previous step's adversarial triplet loss, kept in
+      ``state_dict`` for resume); no destination sampler is used then.
+    - ``ics=true`` adds ``ics_weight`` (0.5; the reference uses 0.05 on SOP) x L_ICS
+      (:mod:`robustdml.losses.ics`: [d(a, a') - d(a, p)]_+ with the clean a and p).
+    The paper's HM (the reference's ``ghmetsmi``) is ``lga=true ics=true``. Our earlier readings
+    were the training miner's triplets as source (kept: ``source=miner``), LGA interpolating from
+    H_S towards a destination miner, and ICS against the adversarial positive with a margin; the
+    reference code is unambiguous on the last two, so they were dropped.
     """
 
     name = "hm"
 
-    def __init__(self, destination: Optional[str] = None, lga: bool = False, ics: bool = False,
-                 ics_weight: float = 0.5, **options):
+    def __init__(self, source: str = "softhard", destination: Optional[str] = None, lga: bool = False,
+                 ics: bool = False, ics_weight: float = 0.5, **options):
         super().__init__(**options)
-        self.require_loss_kind("triplet")
         self.lga = bool_option(self.name, "lga", lga)
         self.ics = bool_option(self.name, "ics", ics)
         self.ics_weight = number_option(self.name, "ics_weight", ics_weight)
         if self.ics_weight < 0:
             raise ValueError(f"hm: ics_weight must be >= 0, got {ics_weight}")
-        if destination is None:
-            destination = "hardest" if self.lga else "softhard"
+        if source not in SOURCES:
+            raise ValueError(f"hm: source must be one of {SOURCES}, got {source!r}")
+        if self.lga and destination is not None:
+            raise ValueError("hm: destination has no effect with lga=true (LGA sets H_D from the previous loss)")
+        destination = destination or "semihard"
         if destination not in DESTINATIONS:
             raise ValueError(f"hm: destination must be one of {DESTINATIONS}, got {destination!r}")
-        self.destination = destination
-        self.margin = float(getattr(self.loss_fn, "margin", 0.2))
-        miner_options = {"margin": self.margin} if destination == "semihard" else {}  # distance-weighted has none
-        self.destination_miner = (build_miner(destination, **miner_options)
-                                  if destination in ("semihard", "distance-weighted") else None)
-        self.previous_loss = self.margin  # before the first step: no manipulation under LGA
+        self.source, self.destination = source, destination
+        self.distance_miner = build_miner("distance-weighted")
+        self.previous_loss = self.margin  # before the first step: H_D = -margin under LGA
+
+    def build_adversary(self, engine: str):
+        if engine != "pgd":
+            return super().build_adversary(engine)
+        step_size = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        return EarlyStopPGD(self.eps, self.steps, step_size, self.norm, self.random_start)
+
+    def triplets(self, kind: str, clean, labels, generator):
+        """One triplet per anchor, sampled as ``kind`` says (see the class docstring)."""
+        if kind == "miner":
+            return one_triplet_per_anchor(clean, labels, self.miner, generator)
+        if kind == "distance-weighted":
+            return one_triplet_per_anchor(clean, labels, self.distance_miner, generator)
+        return sampled_triplet_per_anchor(kind, clean, labels, generator, self.margin)
 
     def destination_hardness(self, clean, labels, a, p, n, generator) -> torch.Tensor:
         """H_D for every source triplet (a, p, n), from the clean embeddings of the batch."""
         source = triplet_hardness(clean, a, p, n)
-        distances = torch.cdist(clean, clean)
-        same = labels[:, None] == labels[None, :]
-        hardest_negative = distances.masked_fill(same, float("inf")).amin(dim=1)
-        if self.destination == "hardest":
-            return distances.masked_fill(~same, -1.0).amax(dim=1)[a] - hardest_negative[a]
-        if self.destination == "softhard":
-            return distances[a, p] - hardest_negative[a]
-        if self.destination == "random":
-            da, dp, dn = random_triplet_per_anchor(labels, generator)
-        else:
-            da, dp, dn = one_triplet_per_anchor(clean, labels, self.destination_miner, generator)
+        if self.lga:
+            return torch.full_like(source, lga_destination(self.previous_loss, self.margin))
+        da, dp, dn = self.triplets(self.destination, clean, labels, generator)
         table = torch.full((len(clean),), float("nan"), device=clean.device)
         table[da] = triplet_hardness(clean, da, dp, dn)
         mined = table[a]
@@ -175,11 +221,9 @@ class HardnessManipulation(AdversarialDefense):
 
     def step(self, model, images, labels, generator) -> StepOutput:
         clean = clean_embeddings(model, images)
-        a, p, n = one_triplet_per_anchor(clean, labels, self.miner, generator)
+        a, p, n = self.triplets(self.source, clean, labels, generator)
         source = triplet_hardness(clean, a, p, n)
         destination = self.destination_hardness(clean, labels, a, p, n, generator)
-        if self.lga:
-            destination = lga_destination(source, destination, self.previous_loss, self.margin)
         t = len(a)
         index = _local_indices(t, images.device)
 
@@ -188,22 +232,20 @@ class HardnessManipulation(AdversarialDefense):
             shortfall = torch.relu(destination - hardness).pow(2)
             return -torch.cat([shortfall, shortfall, shortfall])
 
-        triplet_images = torch.cat([images[a], images[p], images[n]])
-        manipulated = self.engine.perturb(model, triplet_images, objective, generator)
-        embeddings = model(torch.cat([manipulated, images[a]]) if self.ics else manipulated)
-        all_labels = torch.cat([labels[a], labels[p], labels[n]] + ([labels[a]] if self.ics else []))
-        loss = self.metric_loss(embeddings, all_labels, (index, t + index, 2 * t + index))
+        manipulated = self.engine.perturb(model, torch.cat([images[a], images[p], images[n]]), objective, generator)
+        steps = self.engine.steps_taken if isinstance(self.engine, EarlyStopPGD) else self.steps
+        embeddings = model(torch.cat([manipulated, images[a], images[p]]) if self.ics else manipulated)
+        loss = self.triplet_loss(embeddings, index, t + index, 2 * t + index)
         info = {"hardness_source": float(source.mean()), "hardness_destination": float(destination.mean()),
                 "hardness_adversarial": float(triplet_hardness(embeddings.detach(), index, t + index,
-                                                               2 * t + index).mean())}
-        if self.lga:
-            info["lga_ratio"] = lga_ratio(self.previous_loss, self.margin)
+                                                               2 * t + index).mean()),
+                "adversary_steps": float(steps)}
         self.previous_loss = float(loss.detach()) * self.world_size
         if self.ics:
-            ics = intra_class_structure_loss(embeddings[:t], embeddings[3 * t:], embeddings[t:2 * t], self.margin)
+            ics = intra_class_structure_loss(embeddings[3 * t:4 * t], embeddings[:t], embeddings[4 * t:])
             loss = loss + self.ics_weight * ics / self.world_size
             info["ics"] = float(ics.detach())
-        return StepOutput(loss=loss, passes=self.passes, info=info)
+        return StepOutput(loss=loss, passes=float(steps + 1), info=info)
 
     def state_dict(self):
         return {"previous_loss": self.previous_loss}

@@ -82,7 +82,7 @@ class _RobustTuples(AdversarialDefense):
             batch_labels.append(labels[member[selected]])
         passes = self.steps * len(selected) / count + 1.0
         if self.formulation == 3:
-            batch.append(self.engine.perturb(model, images, O.push_from(clean), generator))
+            batch.append(self.engine.perturb(model, images, self.shift_objective(clean, generator), generator))
             passes += self.steps
         embeddings = model(torch.cat(batch))
         tuple_count = count + len(selected)

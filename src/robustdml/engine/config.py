@@ -58,7 +58,7 @@ class TrainConfig:
     test_per_class: Optional[int] = None    # evaluate on at most this many test images per class
     # model
     model: Optional[str] = None
-    embedding_dim: Optional[int] = None     # default: the dataset's (2 for the synthetic set), else 128
+    embedding_dim: Optional[int] = None     # default: the dataset's (2 for the synthetic set), else the model's
     pretrained: Optional[str] = None        # models with pretrained weights (ResNets): imagenet | none | PATH
     # objective
     loss: str = "triplet"
@@ -88,14 +88,16 @@ class TrainConfig:
         """Fill every ``None`` that has a default on the dataset's or the model's registry entry, then validate."""
         self.check_types()
         from robustdml.data import dataset_spec
-        from robustdml.models import model_options
+        from robustdml.models import model_embedding_dim, model_options
 
         self._validate_names()
         spec = dataset_spec(self.dataset)
         values = dataclasses.asdict(self)
-        for key, value in {"embedding_dim": 128, **spec.defaults}.items():
+        for key, value in spec.defaults.items():
             if values.get(key) is None:
                 values[key] = value
+        if values["embedding_dim"] is None:  # the model's own default (rc2f2: 512, as published), else 128
+            values["embedding_dim"] = model_embedding_dim(values["model"]) if values["model"] else 128
         if values["image_size"] is None and "image_size" in spec.options():
             values["image_size"] = spec.options()["image_size"]
         model_defaults = model_options(values["model"]) if values["model"] is not None else {}

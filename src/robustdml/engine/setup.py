@@ -78,12 +78,13 @@ def build_splits(config: TrainConfig) -> DataSplits:
     return DataSplits(train=train, val=val, test=test)
 
 
-def build_defense_for(config: TrainConfig):
-    """The run's training-step strategy with its loss, miner and options (they are all checked here)."""
+def build_defense_for(config: TrainConfig, image_shape):
+    """The run's training-step strategy with its loss, miner and options (they are all checked here);
+    ``image_shape`` (one input) sets size-dependent defaults such as RobRank's eps and step."""
     from robustdml.defenses import build_defense
 
     return build_defense(config.defense, loss=config.loss, miner=config.miner, loss_options=config.loss_options,
-                         **config.defense_options)
+                         image_shape=image_shape, **config.defense_options)
 
 
 def build_model_for(config: TrainConfig, image_shape, from_checkpoint: bool = False) -> torch.nn.Module:
@@ -96,7 +97,7 @@ def build_model_for(config: TrainConfig, image_shape, from_checkpoint: bool = Fa
         options["pretrained"] = "none" if from_checkpoint else config.pretrained
     model = build_model(config.model, image_shape, embedding_dim=config.embedding_dim, **options)
     if from_checkpoint:
-        model = build_defense_for(config).prepare_model(model)
+        model = build_defense_for(config, image_shape).prepare_model(model)
     return model
 
 
@@ -118,5 +119,5 @@ def build_components(config: TrainConfig) -> Components:
     seed_everything(config.seed)  # the model's initial weights come from the run's seed
     splits = build_splits(config)
     model = build_model_for(config, splits.train.image_shape)
-    defense = build_defense_for(config)
+    defense = build_defense_for(config, splits.train.image_shape)
     return Components(device=device, splits=splits, model=defense.prepare_model(model), defense=defense)

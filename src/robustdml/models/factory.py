@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
-from robustdml.models.convnet import MLP, SmallConvNet
+from robustdml.models.convnet import MLP, RC2F2, SmallConvNet
 from robustdml.models.embedding import EmbeddingModel
 from robustdml.registry import Registry, builder_options, check_known_options
 
@@ -30,6 +30,18 @@ def _convnet(input_shape: Sequence[int] = (1, 28, 28), embedding_dim: int = 128,
     mean = mean or GRAYSCALE_MEAN * channels
     std = std or GRAYSCALE_STD * channels
     return EmbeddingModel(backbone, backbone.output_dim, embedding_dim, mean, std)
+
+
+@MODELS.register("rc2f2")
+def _rc2f2(input_shape: Sequence[int] = (1, 28, 28), embedding_dim: int = 512):
+    """RobRank's 28px model (:class:`~robustdml.models.convnet.RC2F2`) with its 512-d embedding,
+    L2-normalised (the reference's "N" losses), on raw [0,1] pixels: no input normalisation
+    (mean 0, std 1), as the reference feeds them."""
+    channels, height, width = input_shape
+    if height != width:
+        raise ValueError(f"rc2f2 expects square images, got input_shape={tuple(input_shape)}")
+    backbone = RC2F2(in_channels=channels, input_size=height)
+    return EmbeddingModel(backbone, backbone.output_dim, embedding_dim, mean=(0.0,) * channels, std=(1.0,) * channels)
 
 
 @MODELS.register("mlp")
@@ -63,10 +75,22 @@ def model_options(name: str) -> Dict[str, Any]:
     return builder_options(MODELS.get(name), exclude=("input_shape", "embedding_dim"))
 
 
-def build_model(name: str, input_shape: Sequence[int], embedding_dim: int = 128, **options) -> EmbeddingModel:
-    """Build a registered model for inputs of ``input_shape`` (C,H,W) or (D,); an option the model does
-    not take is an error naming the ones it does."""
+def model_embedding_dim(name: str) -> int:
+    """The embedding size model ``name`` builds by default (128 unless its builder says otherwise)."""
+    import inspect
+
+    default = inspect.signature(MODELS.get(name)).parameters.get("embedding_dim")
+    return 128 if default is None or default.default is inspect.Parameter.empty else int(default.default)
+
+
+def build_model(name: str, input_shape: Sequence[int], embedding_dim: Optional[int] = 128,
+                **options) -> EmbeddingModel:
+    """Build a registered model for inputs of ``input_shape`` (C,H,W) or (D,); ``embedding_dim=None``
+    takes the model's own default (rc2f2: 512, as published); an option the model does not take is an
+    error naming the ones it does."""
+    check_known_options("model", name, options, model_options(name))
+    if embedding_dim is None:
+        return MODELS.get(name)(input_shape=tuple(input_shape), **options)
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
-    check_known_options("model", name, options, model_options(name))
     return MODELS.get(name)(input_shape=tuple(input_shape), embedding_dim=embedding_dim, **options)
