@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 data: setup
 	$(BIN)/robustdml data fashion-mnist
 
+# Also refreshes the README's gallery image from the report (the naturally trained run).
 demo: data
 	$(BIN)/robustdml benchmark defenses --output reports/demo
+	cp reports/demo/figures/gallery_0_natural.png docs/gallery-natural.png
 
 test: setup
 	$(BIN)/python -m pytest -q -x --durations=15

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -118,7 +118,8 @@ class Details:
 
 @dataclass
 class Legend:
-    """Colour swatches with their meaning, e.g. the gallery borders."""
+    """Colour swatches with their meaning, e.g. the gallery borders. Name the colour in the meaning
+    ("green: right class"): the Markdown output has no swatches, and not every reader sees colour."""
     items: List[Tuple[str, str]]   # (CSS colour, meaning)
 
 
@@ -140,17 +141,6 @@ def relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def images(blocks: Sequence[Block]) -> List[Path]:
-    """Every figure's file, in order (nested blocks included)."""
-    found: List[Path] = []
-    for block in blocks:
-        if isinstance(block, Figure):
-            found.append(Path(block.path))
-        elif isinstance(block, (Box, Details, Grid)):
-            found += images(block.blocks)
-    return found
-
-
 # ----------------------------------------------------------------------------------------- Markdown
 def to_markdown(blocks: Sequence[Block], base: Path) -> str:
     return "\n".join(_markdown(blocks, Path(base))).rstrip() + "\n"
@@ -160,9 +150,10 @@ def _markdown(blocks: Sequence[Block], base: Path) -> List[str]:
     lines: List[str] = []
     for block in blocks:
         if isinstance(block, Heading):
-            lines += ["#" * block.level + " " + block.text, ""]
+            anchor = [f'<a id="{block.anchor}"></a>', ""] if block.anchor else []
+            lines += anchor + ["#" * block.level + " " + block.text, ""]
         elif isinstance(block, Paragraph):
-            lines += [("> **Warning:** " if block.style == "warning" else "") + block.text, ""]
+            lines += [("> ⚠ " if block.style == "warning" else "") + block.text, ""]
         elif isinstance(block, Bullets):
             lines += [f"- {item}" for item in block.items] + [""]
         elif isinstance(block, Box):
@@ -187,7 +178,7 @@ def _markdown(blocks: Sequence[Block], base: Path) -> List[str]:
             lines += [f"<details{' open' if block.open else ''}><summary>{html.escape(block.summary)}</summary>", ""]
             lines += _markdown(block.blocks, base) + ["</details>", ""]
         elif isinstance(block, Legend):
-            lines += ["; ".join(f"{colour} = {meaning}" for colour, meaning in block.items), ""]
+            lines += ["; ".join(meaning for _, meaning in block.items) + ".", ""]
         else:
             raise TypeError(f"not a report block: {block!r}")
     return lines

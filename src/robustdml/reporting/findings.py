@@ -88,9 +88,11 @@ def warning_box(runs: List[RunSummary]) -> Optional[Paragraph]:
 
 def key_findings(runs: List[RunSummary], protocol: AttackProtocol) -> Box:
     findings = [robust_finding(runs, eps) for eps in protocol.eps_list] + [ers_finding(runs)]
-    basis = (f"Basis: {counts_text(runs, 'queries')} attacked test queries per run (of {counts_text(runs, 'test_items')} test "
-             f"items), {seeds_text(protocol)}; attack `{protocol.spec.describe()}`; robust R@1 is the per-query worst "
-             "case over its members. Intervals: 95% Clopper-Pearson over the attacked queries.")
+    basis = (f"Basis: {counts_text(runs, 'queries')} attacked test queries per run (of "
+             f"{counts_text(runs, 'test_items')} test items), {seeds_text(protocol)}; attack "
+             f"`{protocol.spec.describe()}`; robust R@1 is the per-query worst case over its members. Intervals: "
+             "95% Clopper-Pearson over the attacked queries."
+             + ("" if protocol.spec.probe_queries else " No convergence check was run."))
     blocks = [Heading("Key findings")]
     warning = warning_box(runs)
     if warning:

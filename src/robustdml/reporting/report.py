@@ -148,7 +148,8 @@ class RunSummary:
 
     @property
     def unbounded_r1(self) -> Optional[float]:
-        values = [r["settings"]["unbounded_R@1"] for r in self.robustness if r["settings"].get("unbounded_R@1") is not None]
+        values = [r["settings"]["unbounded_R@1"] for r in self.robustness
+                  if r["settings"].get("unbounded_R@1") is not None]
         return max(values) if values else None
 
     @property
@@ -209,7 +210,8 @@ def results_table(runs: List[RunSummary], protocol: AttackProtocol) -> Table:
 
 
 def _epoch_r1(run: RunSummary) -> str:
-    values = [f"{100 * r['val/R@1']:.1f}" for r in run.history if "epoch" in r and not r.get("final") and "val/R@1" in r]
+    values = [f"{100 * r['val/R@1']:.1f}" for r in run.history
+              if "epoch" in r and not r.get("final") and "val/R@1" in r]
     return " → ".join(values if len(values) <= 4 else [values[0], "…", values[-1]]) or "-"
 
 
@@ -247,8 +249,9 @@ def ers_table(runs: List[RunSummary]) -> Optional[Table]:
             [Cell(f"{run.ers_terms()[n]:.1f}", run.ers_terms()[n]) for n in names] for run in scored]
     ers = scored[0].robustness[0]["ers"]
     profile = "the published profile" if ers.get("published") else "**not** the published profile"
-    return Table(columns, rows, f"Each term 0-100 (100: the attack changed nothing); attacks: {ers.get('spec_text', '')} "
-                                f"at eps {', '.join(f'{e:.4g}' for e in ers['spec']['eps'])} ({profile}).")
+    eps = ", ".join(f"{e:.4g}" for e in ers["spec"]["eps"])
+    return Table(columns, rows, f"Each term 0-100 (100: the attack changed nothing); attacks: "
+                                f"{ers.get('spec_text', '')} at eps {eps} ({profile}).")
 
 
 def checks_table(runs: List[RunSummary], protocol: AttackProtocol) -> Table:
@@ -294,17 +297,18 @@ def configuration_section(runs: List[RunSummary], protocol: AttackProtocol, outp
         rows.append([run.label, f"[{run.path}]({relative(run.path, output)})", "; ".join(different) or "(none)",
                      links or "-"])
     spec = protocol.spec
+    versions = ", ".join(f"{k} {v}" for k, v in runs[0].robustness[0]["settings"].get("versions", {}).items())
     blocks: List[Block] = [
         Paragraph(f"**Attack** (every robust R@1): `{spec.describe()}` at eps {', '.join(f'{e:g}' for e in spec.eps)} "
                   f"on {counts_text(runs, 'queries')} random test queries per run, {seeds_text(protocol)}; convergence "
-                  f"probe: {spec.probe_queries or 'none'} queries. Versions: " +
-                  ", ".join(f"{k} {v}" for k, v in runs[0].robustness[0]["settings"].get("versions", {}).items()) + "."),
+                  f"probe: {spec.probe_queries or 'none'} queries. Versions: {versions}."),
         Table([Column("run", left=True), Column("directory", left=True),
                Column("differs from the shared configuration", left=True),
                Column("robustness results", left=True)], rows).without_empty_columns(),
         Details(f"Shared training configuration ({len(shared)} fields, the same in every run)",
                 [Code(yaml.safe_dump(shared, sort_keys=False).strip())]),
-        Details(f"Attack specification (key `{spec.key()}`)", [Code(yaml.safe_dump(spec.to_dict(), sort_keys=False).strip())]),
+        Details(f"Attack specification (key `{spec.key()}`)",
+                [Code(yaml.safe_dump(spec.to_dict(), sort_keys=False).strip())]),
     ]
     return blocks
 
@@ -420,11 +424,11 @@ def galleries_section(runs: List[RunSummary], protocol: AttackProtocol, figures:
         intro = [Paragraph(f"Three random test queries per run (click a run to open it). Upper row of each pair: the "
                            f"query and its top-5 results; lower row: the query perturbed by the attack at eps {top:g} "
                            "and its top-5 results (clean gallery)."),
-                 Legend([("#2ca02c", "same class as the query"), ("#d62728", "another class"),
-                         ("#000000", "the query")])]
+                 Legend([("#2ca02c", "green: same class as the query"), ("#d62728", "red: another class")])]
     else:
-        intro = [Paragraph(f"Test embeddings (dots, coloured by class, grey lines to their nearest neighbour) and arrows "
-                           f"to the embeddings of their attacked versions at eps {top:g} (click a run to open it).")]
+        intro = [Paragraph(f"Test embeddings (dots, coloured by class, grey lines to their nearest neighbour) and "
+                           f"arrows to the embeddings of their attacked versions at eps {top:g} (click a run to "
+                           "open it).")]
     return [Heading("Retrieval under attack", anchor="galleries"), *intro, *pictures]
 
 
@@ -435,7 +439,8 @@ def summary_json(runs: List[RunSummary], protocol: AttackProtocol, table: Table)
         return None if e is None else {"R@1": e.value, "R@1_ci": [e.low, e.high], "std": e.std}
     return {"header": table.header_names(), "rows": table.text_rows(), "protocol": protocol.to_dict(), "runs": [
         {"label": run.label, "path": str(run.path), "defense": run.config.defense,
-         "benign": {m: run.benign(m) for m in ("R@1", "mAP@R", "NMI")}, "clean_attacked": estimate(run.clean_attacked()),
+         "benign": {m: run.benign(m) for m in ("R@1", "mAP@R", "NMI")},
+         "clean_attacked": estimate(run.clean_attacked()),
          "robust": {f"{eps:g}": estimate(run.robust_r1(eps)) for eps in protocol.eps_list}, "ERS": run.ers,
          "queries": run.queries, "seeds": run.seeds, "warnings": run.warnings} for run in runs]}
 
@@ -464,7 +469,10 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
         blocks.append(Details("ERS and its ten terms per run", [ers]))
     if sections:
         blocks += sections(runs, figures)
-    blocks += [Heading("Checks: can these numbers be trusted?", anchor="checks"), checks_table(runs, protocol)]
+    checks = checks_table(runs, protocol)
+    blocks += [Heading("Checks: can these numbers be trusted?", anchor="checks"),
+               checks if len(checks.columns) > 1 else Paragraph("No check was run (no convergence probe, no sanity "
+                                                                 "checks): robust R@1 may be overstated.", "warning")]
     warnings = [f"**{run.label}**: {warning}" for run in runs for warning in run.warnings]
     blocks.append(Details(f"The {len(warnings)} warning(s) in full", [Bullets(warnings)]) if warnings
                   else Paragraph("Every check passed."))
