@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import quote
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -135,10 +136,16 @@ def _cell_text(cell: Union[str, Cell]) -> str:
 
 
 def relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when it lies below it, else as given."""
     try:
         return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def link(text: str, path: Path, base: Path) -> str:
+    """Inline markup for a link from a page in ``base`` to ``path`` (spaces and brackets escaped)."""
+    return f"[{text}]({quote(relative(path, base))})"
 
 
 # ----------------------------------------------------------------------------------------- Markdown

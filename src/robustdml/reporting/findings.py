@@ -29,7 +29,7 @@ def robust_finding(runs: List[RunSummary], eps: float) -> Optional[str]:
         return (f"eps {eps:g}: **no clear leader**: all {len(ranked)} runs are statistically tied (their 95% intervals "
                 f"overlap that of the highest, {leader.label} {top.text()}).")
     if tied:
-        names = ", ".join(f"{run.label} ({e.number})" for run, e in tied)
+        names = ", ".join(f"{run.label} {e.number}" for run, e in tied)
         return (f"eps {eps:g}: **no clear leader**: the highest, {leader.label} {top.text()}, is statistically tied "
                 f"with {names} (95% intervals overlap).")
     runner, second = rest[0]

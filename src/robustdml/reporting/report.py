@@ -26,7 +26,7 @@ from robustdml.engine.config import TrainConfig
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.reporting import plots
 from robustdml.reporting.blocks import (Block, Bullets, Cell, Code, Column, Details, Figure, Grid, Heading, Legend,
-                                        Paragraph, Table, relative, to_html, to_markdown)
+                                        Paragraph, Table, link, to_html, to_markdown)
 from robustdml.reporting.robustness_cache import robustness_folder, robustness_for
 from robustdml.reporting.suites import AttackProtocol
 
@@ -204,8 +204,9 @@ def results_table(runs: List[RunSummary], protocol: AttackProtocol) -> Table:
                "robust curve's first point; it differs from benign R@1 only by which items are counted); each eps "
                "column is the per-query worst case over the attack ensemble, every perturbed query ranked against "
                f"the clean test set with itself excluded; {seeds_text(protocol)}. Below each value: its 95% "
-               "Clopper-Pearson interval over the attacked queries. **ERS**: 0-100, higher = more robust. "
-               "Bold: the best value of each column.")
+               "Clopper-Pearson interval over the attacked queries. "
+               + ("**ERS**: 0-100, higher = more robust. " if any(run.ers is not None for run in runs) else "")
+               + "Bold: the best value of each column.")
     return Table(columns, rows, caption).without_empty_columns()
 
 
@@ -292,10 +293,9 @@ def configuration_section(runs: List[RunSummary], protocol: AttackProtocol, outp
     for run, config in zip(runs, configs):
         different = [f"{key}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
                      for key, value in config.items() if key != "output" and key not in shared]
-        links = ", ".join(f"[seed {seed}]({relative(folder / 'robustness.md', output)})"
+        links = ", ".join(link(f"seed {seed}", folder / "robustness.md", output)
                           for seed, folder in zip(run.seeds, run.robustness_dirs))
-        rows.append([run.label, f"[{run.path}]({relative(run.path, output)})", "; ".join(different) or "(none)",
-                     links or "-"])
+        rows.append([run.label, link(str(run.path), run.path, output), "; ".join(different) or "(none)", links or "-"])
     spec = protocol.spec
     versions = ", ".join(f"{k} {v}" for k, v in runs[0].robustness[0]["settings"].get("versions", {}).items())
     blocks: List[Block] = [
@@ -449,7 +449,7 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
                   description: str = "", notes: Sequence[str] = (), command: str = "",
                   sections: Optional[Sections] = None, galleries: bool = True, device: str = "auto") -> Path:
     """Write ``report.md``, ``report.html``, ``results.json`` and ``figures/`` for summarised runs."""
-    from robustdml.reporting.findings import how_to_read, key_findings
+    from robustdml.reporting.findings import how_to_read, key_findings, problems
 
     output = Path(output)
     figures = output / "figures"
@@ -474,8 +474,10 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
                checks if len(checks.columns) > 1 else Paragraph("No check was run (no convergence probe, no sanity "
                                                                  "checks): robust R@1 may be overstated.", "warning")]
     warnings = [f"**{run.label}**: {warning}" for run in runs for warning in run.warnings]
-    blocks.append(Details(f"The {len(warnings)} warning(s) in full", [Bullets(warnings)]) if warnings
-                  else Paragraph("Every check passed."))
+    if warnings:
+        blocks.append(Details(f"The {len(warnings)} warning(s) in full", [Bullets(warnings)]))
+    elif not any(problems(run) for run in runs):
+        blocks.append(Paragraph("Every check passed."))
     if galleries:
         blocks += galleries_section(runs, protocol, figures, device)
     blocks += [Heading("Setting and configuration", anchor="configuration"), *[Paragraph(note) for note in notes],
