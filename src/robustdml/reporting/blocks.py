@@ -167,11 +167,9 @@ def _markdown(blocks: Sequence[Block], base: Path) -> List[str]:
             inner = _markdown(block.blocks, base)
             lines += [f"> {line}".rstrip() for line in inner[:-1]] + [""]
         elif isinstance(block, Table):
-            rows = block.text_rows()
-            for r in range(len(rows)):
-                for c in range(len(block.columns)):
-                    if r in block.best_rows(c):
-                        rows[r][c] = f"**{_text(block.rows[r][c])}** {_note(block.rows[r][c])}".strip()
+            best = [block.best_rows(c) for c in range(len(block.columns))]
+            rows = [[f"**{_text(cell)}** {_note(cell)}".strip() if r in best[c] else _cell_text(cell)
+                     for c, cell in enumerate(row)] for r, row in enumerate(block.rows)]
             lines += ["| " + " | ".join(block.header_names()) + " |", "|" + " --- |" * len(block.columns)]
             lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
             lines += ["", block.caption, ""] if block.caption else [""]
