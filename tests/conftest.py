@@ -1,5 +1,10 @@
-"""Shared fixtures: a small naturally trained Fashion-MNIST model, trained once per test session."""
+"""Shared fixtures: a small naturally trained Fashion-MNIST model (trained once per test session) and a
+file server on localhost (download tests never touch the internet)."""
 
+import functools
+import http.server
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -42,6 +47,64 @@ def natural_fmnist(natural_fmnist_run):
     return loaded.model, loaded.splits.test
 
 
+# A tiny synthetic run through the CLI: 6 steps per epoch, a checkpoint every 4 steps.
+SYNTHETIC = ["--dataset", "synthetic-gaussian", "--no-progress", "--device", "cpu", "--steps-per-epoch", "6",
+             "--checkpoint-every", "4"]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """A finished 2-epoch synthetic run; tests that change it use ``run_copy``."""
+    from robustdml.cli import main
+
+    run = tmp_path_factory.mktemp("runs") / "finished"
+    assert main(["train", *SYNTHETIC, "--epochs", "2", "--output", str(run)]) == 0
+    return run
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """Serves ``tmp_path / "served"`` over http on localhost; yields (folder, base URL, requested paths)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    requested = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requested.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}/", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def offline_url():
+    """A URL nothing answers (a localhost port that was free a moment ago): what a machine without internet sees."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"

@@ -49,3 +49,48 @@ def test_loss_option_typo_is_rejected_naming_the_valid_options():
     with pytest.raises(ConfigError, match="no option.*marign.*its options: margin"):
         TrainConfig(loss="triplet", loss_options={"marign": 0.1}).resolved()
     assert TrainConfig(loss="triplet", loss_options={"margin": 0.1}).resolved().loss_options == {"margin": 0.1}
+
+
+def test_dataset_facts_live_on_the_dataset_registry_entry():
+    from robustdml.data import dataset_spec
+
+    assert dataset_spec("cub200").zero_shot and not dataset_spec("fashion-mnist").zero_shot
+    assert dataset_spec("sop").defaults["lr"] == 1e-5 and dataset_spec("fashion-mnist").defaults["model"] == "convnet"
+    resolved = TrainConfig(dataset="cub200").resolved()
+    assert resolved.image_size == 224 and resolved.pretrained == "imagenet" and resolved.epochs == 150
+    plain = TrainConfig(dataset="fashion-mnist").resolved()
+    assert plain.image_size is None and plain.pretrained is None  # they do not apply: not set, not ignored
+
+
+@pytest.mark.parametrize("values,fragment", [
+    (dict(dataset="fashion-mnist", image_size=64), "image_size=64: dataset 'fashion-mnist' has a fixed input size"),
+    (dict(dataset="fashion-mnist", pretrained="none"), "model 'convnet' has no pretrained weights"),
+    (dict(samples_per_class=1, batch_size=16), "samples_per_class=1: must be >= 2"),
+    (dict(seed=-1), "seed=-1"),
+    (dict(lr=float("inf")), "lr=inf: must be a finite number"),
+    (dict(device="cuda:x"), "device='cuda:x'"),
+])
+def test_every_field_is_checked_for_range_and_applicability(values, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        TrainConfig(**values).resolved()
+
+
+def test_an_older_run_config_is_read_as_it_was_meant(tmp_path):
+    """Runs written before dataset/model facts moved to the registries hold image_size: 224 and
+    pretrained: imagenet for every dataset and model."""
+    path = tmp_path / "config.yaml"
+    path.write_text("dataset: fashion-mnist\nmodel: convnet\nimage_size: 224\npretrained: imagenet\nepochs: 2\n")
+    loaded = TrainConfig.load(path, run_directory=True).resolved()
+    assert loaded.image_size is None and loaded.pretrained is None and loaded.epochs == 2
+    with pytest.raises(ConfigError, match="image_size"):
+        TrainConfig.load(path).resolved()  # a user's own file is taken at its word
+
+
+def test_resume_config_applies_safe_changes_and_names_the_others():
+    from robustdml.engine.config import resume_config
+
+    saved = TrainConfig(dataset="synthetic-gaussian", epochs=2).resolved()
+    config, applied = resume_config(saved, {"epochs": 4, "device": "cpu", "lr": saved.lr, "output": "elsewhere"})
+    assert config.epochs == 4 and applied == {"epochs": [2, 4], "device": ["auto", "cpu"]}
+    with pytest.raises(ConfigError, match=r"cannot change lr \(0.001 -> 0.1\), defense_options.eps \('unset' -> 0.2\)"):
+        resume_config(saved, {"lr": 0.1, "defense_options": {"eps": 0.2}})

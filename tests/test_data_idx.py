@@ -1,9 +1,7 @@
 """idx parsing, Fashion-MNIST / mnist-idx loading, the download path (never the network) and fetch."""
 
 import gzip
-import io
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,9 @@ import pytest
 import torch
 
 from robustdml.data import DatasetNotFoundError, IdxFormatError, build_dataset, fetch, read_idx
-from robustdml.data import mnist
+from robustdml.data import download as download_module
+from robustdml.data import mnist, sources
+from robustdml.data.download import DownloadError
 from robustdml.data.idx import FILES
 from robustdml.data.sources import FASHION_MNIST_URL
 
@@ -102,7 +102,7 @@ def test_fashion_mnist_search_order_prefers_the_explicit_root(tmp_path, monkeypa
     written = make_idx_folder(tmp_path / "mine", gz=True, n_test=12)
     data = build_dataset("fashion-mnist", "test", root=str(tmp_path / "mine"))
     assert len(data) == 12 and np.array_equal(data.labels, written["test"][1])
-    assert mnist.fashion_mnist_search_path("x")[0] == Path("x")
+    assert mnist.fashion_mnist_search_path("x") == [Path("x")]
     assert mnist.fashion_mnist_search_path(None) == [Path("data/fashion-mnist"), Path("/usr/share/datasets/fashion-mnist")]
 
 
@@ -110,76 +110,154 @@ def test_missing_fashion_mnist_lists_every_place_and_every_remedy(tmp_path, monk
     monkeypatch.setattr(mnist, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     monkeypatch.setattr(mnist, "LOCAL_FASHION_MNIST", tmp_path / "local")
     with pytest.raises(DatasetNotFoundError) as error:
-        build_dataset("fashion-mnist", "train", root=str(tmp_path / "given"))
+        build_dataset("fashion-mnist", "train")
     message = str(error.value)
     assert isinstance(error.value, FileNotFoundError)
-    for expected in ("given", "local", "debian", "apt-get install dataset-fashion-mnist",
-                     "robustdml data fashion-mnist", "--data-root", FASHION_MNIST_URL):
+    for expected in ("local", "debian", "apt-get install dataset-fashion-mnist", "robustdml data fashion-mnist",
+                     "--data-root", FASHION_MNIST_URL):
         assert expected in message
 
 
-def _serve_from(folder: Path, requested: list):
-    """A stand-in for urlopen that serves files of ``folder`` by their URL's last path component."""
+@pytest.mark.parametrize("layout", ["missing", "empty", "train split only"])
+def test_data_root_is_the_only_source_and_names_what_is_missing(tmp_path, monkeypatch, layout):
+    """What we found: `--data-root` that does not exist, is empty, or lacks the test files silently used the
+    system copy instead. Now the given root is the only source, and the error names what is missing."""
+    make_idx_folder(tmp_path / "system", gz=True)  # a complete copy elsewhere must not be used
+    monkeypatch.setattr(mnist, "DEBIAN_FASHION_MNIST", tmp_path / "system")
+    root = tmp_path / "mine"
+    if layout != "missing":
+        root.mkdir()
+    if layout == "train split only":
+        make_idx_folder(root, gz=True)
+        for stem in FILES["test"]:
+            (root / f"{stem}.gz").unlink()
+    for split in ("train", "test"):
+        with pytest.raises(DatasetNotFoundError) as error:
+            build_dataset("fashion-mnist", split, root=str(root))
+        message = str(error.value)
+        assert str(root) in message and "t10k-images-idx3-ubyte" in message
+        assert ("does not exist" in message) == (layout == "missing")
+        if layout == "train split only":
+            assert "train-images" not in message.split("has no")[1].split(".")[0]
 
-    class Response(io.BytesIO):
-        def __init__(self, data):
-            super().__init__(data)
-            self.headers = {"Content-Length": str(len(data))}
 
-    def fake_urlopen(url, timeout=None):
-        requested.append(url)
-        return Response((folder / url.rsplit("/", 1)[1]).read_bytes())
+def test_without_a_root_both_splits_come_from_one_complete_folder(tmp_path, monkeypatch):
+    """What we found: training could mix the train split of one folder with the test split of another."""
+    make_idx_folder(tmp_path / "system", gz=True, n_test=12)
+    local = tmp_path / "local"
+    make_idx_folder(local, gz=True, n_train=40)
+    for stem in FILES["test"]:
+        (local / f"{stem}.gz").unlink()
+    monkeypatch.setattr(mnist, "DEBIAN_FASHION_MNIST", tmp_path / "system")
+    monkeypatch.setattr(mnist, "LOCAL_FASHION_MNIST", local)
+    for split in ("train", "test"):
+        with pytest.raises(DatasetNotFoundError, match="incomplete.*t10k-images"):
+            build_dataset("fashion-mnist", split)
+    for stem in FILES["train"]:
+        (local / f"{stem}.gz").unlink()  # an empty folder (e.g. left by a failed download) is skipped
+    assert len(build_dataset("fashion-mnist", "test")) == 12 and len(build_dataset("fashion-mnist", "train")) == 30
 
-    return fake_urlopen
+
+def _serve(folder: Path, written_root: Path) -> dict:
+    """Copy the four .gz files of ``written_root`` into the served folder; their content SHA-256s."""
+    import hashlib
+    import shutil
+
+    digests = {}
+    for stems in FILES.values():
+        for stem in stems:
+            shutil.copy(written_root / f"{stem}.gz", folder / f"{stem}.gz")
+            digests[f"{stem}.gz"] = hashlib.sha256(gzip.decompress((folder / f"{stem}.gz").read_bytes())).hexdigest()
+    return digests
 
 
-def test_download_fetches_the_four_official_files_atomically(tmp_path, monkeypatch):
-    written = make_idx_folder(tmp_path / "server", gz=True)
-    requested = []
-    monkeypatch.setattr(urllib.request, "urlopen", _serve_from(tmp_path / "server", requested))
-    target = mnist.download_fashion_mnist(tmp_path / "dest")
-    assert sorted(requested) == sorted(FASHION_MNIST_URL + f"{stem}.gz" for pair in FILES.values() for stem in pair)
-    assert sorted(p.name for p in target.iterdir()) == sorted(f"{s}.gz" for pair in FILES.values() for s in pair)
+def test_download_checks_every_file_against_its_checksum_and_keeps_valid_files(tmp_path, file_server):
+    folder, url, requested = file_server
+    written = make_idx_folder(tmp_path / "fake", gz=True)
+    digests = _serve(folder, tmp_path / "fake")
+    target = mnist.download_fashion_mnist(tmp_path / "dest", mirrors=[url], checksums=digests, progress=False)
+    assert sorted(requested) == sorted(f"/{name}" for name in digests)
+    assert sorted(p.name for p in target.iterdir()) == sorted(digests)
     assert np.array_equal(build_dataset("mnist-idx", "train", root=str(target)).labels, written["train"][1])
-    # A second call finds valid files and downloads nothing.
-    requested.clear()
-    mnist.download_fashion_mnist(tmp_path / "dest")
+    requested.clear()  # a second call finds the files with the right content and downloads nothing
+    mnist.download_fashion_mnist(tmp_path / "dest", mirrors=[url], checksums=digests, progress=False)
     assert requested == []
 
 
-def test_download_from_a_file_url_and_a_corrupt_download_leaves_nothing_behind(tmp_path):
-    make_idx_folder(tmp_path / "server", gz=True)
-    mnist.download_fashion_mnist(tmp_path / "ok", base_url=(tmp_path / "server").as_uri())
-    assert len(list((tmp_path / "ok").iterdir())) == 4
+def test_a_failing_mirror_falls_back_to_the_next(tmp_path, file_server, offline_url):
+    folder, url, _ = file_server
+    make_idx_folder(tmp_path / "fake", gz=True)
+    digests = _serve(folder, tmp_path / "fake")
+    mnist.download_fashion_mnist(tmp_path / "dest", mirrors=[offline_url, url], checksums=digests, progress=False)
+    assert len(list((tmp_path / "dest").iterdir())) == 4
 
-    broken = tmp_path / "server" / "t10k-labels-idx1-ubyte.gz"
-    broken.write_bytes(broken.read_bytes()[:-4])
-    with pytest.raises(IdxFormatError, match="t10k-labels-idx1-ubyte"):
-        mnist.download_fashion_mnist(tmp_path / "bad", base_url=(tmp_path / "server").as_uri())
+
+def test_a_download_with_the_wrong_checksum_is_not_kept(tmp_path, file_server):
+    """What we found: downloads used plain http with no checksum."""
+    folder, url, _ = file_server
+    make_idx_folder(tmp_path / "fake", gz=True)
+    digests = _serve(folder, tmp_path / "fake")
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(20, dtype=np.uint8))  # valid idx, other content
+    with pytest.raises(DownloadError, match="t10k-labels-idx1-ubyte.gz.*SHA256.*expected"):
+        mnist.download_fashion_mnist(tmp_path / "bad", mirrors=[url], checksums=digests, progress=False)
     names = [p.name for p in (tmp_path / "bad").iterdir()]
     assert "t10k-labels-idx1-ubyte.gz" not in names and not any(".part" in n for n in names)
 
 
-def test_fetch_downloads_fashion_mnist_when_nowhere_on_disk(tmp_path, monkeypatch):
-    make_idx_folder(tmp_path / "server", gz=True)
-    monkeypatch.setattr(urllib.request, "urlopen", _serve_from(tmp_path / "server", []))
+def test_download_sources_are_https_and_pinned():
+    assert all(mirror.startswith("https://") for mirror in sources.FASHION_MNIST_MIRRORS)
+    assert sorted(sources.FASHION_MNIST_SHA256) == sorted(f"{s}.gz" for pair in FILES.values() for s in pair)
+    for download in sources.DOWNLOADS.values():
+        assert all(url.startswith("https://") for file in download.files for url in file.urls)
+    with pytest.raises(ValueError, match="plain http without a checksum"):
+        download_module.download(["http://example.org/x.tgz"], Path("x.tgz"))
+
+
+@pytest.mark.skipif(not (mnist.DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_the_pinned_checksums_match_the_real_fashion_mnist():
+    mnist.verify_fashion_mnist(mnist.DEBIAN_FASHION_MNIST)
+
+
+def test_fetch_downloads_fashion_mnist_when_nowhere_on_disk(tmp_path, monkeypatch, file_server):
+    folder, url, _ = file_server
+    make_idx_folder(tmp_path / "fake", gz=True)
+    monkeypatch.setattr(mnist, "FASHION_MNIST_SHA256", _serve(folder, tmp_path / "fake"))
+    monkeypatch.setattr(mnist, "FASHION_MNIST_MIRRORS", (url,))
     monkeypatch.setattr(mnist, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     monkeypatch.setattr(mnist, "LOCAL_FASHION_MNIST", tmp_path / "local")
     messages = []
+    assert not fetch("fashion-mnist", report=messages.append, allow_download=False)
+    assert "not found" in messages[-1]
     assert fetch("fashion-mnist", root=str(tmp_path / "new"), report=messages.append)
     assert "downloaded" in messages[-1] and len(list((tmp_path / "new").iterdir())) == 4
     assert fetch("fashion-mnist", root=str(tmp_path / "new"), report=messages.append)
-    assert "found" in messages[-1]
+    assert "found" in messages[-1] and "checksums verified" in messages[-1]
 
 
-def test_fetch_explains_where_to_get_datasets_it_cannot_download(tmp_path):
+def test_offline_data_command_fails_with_one_line_saying_where_to_put_the_files(tmp_path, monkeypatch, capsys,
+                                                                                offline_url):
+    """What we found: offline `robustdml data fashion-mnist` ended in an OSError traceback."""
+    from robustdml.cli import main
+
+    monkeypatch.setattr(mnist, "FASHION_MNIST_MIRRORS", (offline_url,))
+    monkeypatch.setattr(mnist, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr(mnist, "LOCAL_FASHION_MNIST", tmp_path / "local")
+    assert main(["data", "fashion-mnist"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: could not download")
+    assert "Offline? Put train-images-idx3-ubyte.gz into" in err and str(tmp_path / "local") in err
+
+
+def test_fetch_explains_where_to_get_datasets_without_downloading(tmp_path):
     messages = []
-    assert not fetch("cub200", report=messages.append)
+    assert not fetch("cub200", root=str(tmp_path / "cub"), report=messages.append, allow_download=False)
     assert "data.caltech.edu" in messages[-1] and "images.txt" in messages[-1]
-    assert not fetch("sop", root=str(tmp_path), report=messages.append)
+    assert not fetch("sop", root=str(tmp_path), report=messages.append, allow_download=False)
     assert "Ebay_train.txt" in messages[-1] and "cvgl.stanford.edu" in messages[-1]
-    assert not fetch("cars196", report=messages.append)
+    assert not fetch("cars196", root=str(tmp_path / "cars"), report=messages.append, allow_download=False)
     assert "cars_annos.mat" in messages[-1]
+    assert not fetch("image-folder", report=messages.append)
     assert fetch("synthetic-gaussian", report=messages.append)
 
 

@@ -130,9 +130,12 @@ def test_corrupt_and_missing_images_are_named(tmp_path):
         test[3]
 
 
-def test_missing_datasets_say_where_they_looked_and_where_to_get_them(tmp_path):
+def test_missing_datasets_say_where_they_looked_and_where_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # without --data-root, ./data/<dataset> is where they are looked for
     for name, needle in (("cub200", "data.caltech.edu"), ("cars196", "jkrause/cars"), ("sop", "lifted_struct")):
         with pytest.raises(DatasetNotFoundError, match=needle):
+            build_dataset(name, "train")
+        with pytest.raises(DatasetNotFoundError, match="robustdml data"):
             build_dataset(name, "train")
         with pytest.raises(DatasetNotFoundError) as error:
             build_dataset(name, "train", root=str(tmp_path / "nowhere"))
@@ -147,7 +150,7 @@ def test_malformed_annotations_name_file_and_line(tmp_path):
     (root / "image_class_labels.txt").write_text("1 1\n2\n")
     with pytest.raises(AnnotationError, match=r"image_class_labels.txt, line 2"):
         build_dataset("cub200", "train", root=str(root))
-    (tmp_path / "cars").mkdir()
+    (tmp_path / "cars" / "car_ims").mkdir(parents=True)
     (tmp_path / "cars" / "cars_annos.mat").write_bytes(b"not a mat file")
     with pytest.raises(AnnotationError, match="cars_annos.mat"):
         build_dataset("cars196", "train", root=str(tmp_path / "cars"))

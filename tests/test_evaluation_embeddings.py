@@ -100,3 +100,30 @@ def test_model_returning_a_tuple_is_rejected():
 
     with pytest.raises(ValueError, match=r"\[batch, dim\] embedding tensor"):
         compute_embeddings(TwoOutputs(), TinyDataset(), progress=False)
+
+
+@pytest.mark.parametrize("scale,shift,fix", [(255.0, 0.0, "divide by 255"), (1.0, -0.5, "normalise inside")])
+def test_images_outside_the_unit_range_are_refused_with_the_fix(scale, shift, fix):
+    """What we found: `evaluate_robustness` on float images in 0..255 ran, clamped them to [0,1] and reported a
+    huge "attack" effect."""
+    from robustdml.attacks.suite import evaluate_robustness
+    from robustdml.data import TensorRetrievalDataset
+
+    data = TensorRetrievalDataset(torch.rand(40, 1, 6, 6) * scale + shift, np.arange(40) % 4, name="raw")
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 4))
+    with pytest.raises(ValueError, match=f"pixel values range over .*expects float pixels in \\[0,1\\].*{fix}"):
+        compute_embeddings(model, data, progress=False)
+    with pytest.raises(ValueError, match=fix):
+        evaluate_robustness(model, data, attacks=["nn"], eps_list=[0.1], steps=1, progress=False)
+
+
+def test_pixel_checks_name_dtype_shape_and_non_finite_values():
+    from robustdml.data.checks import check_pixel_range
+
+    check_pixel_range(torch.rand(2, 3, 4, 4), "ok")
+    with pytest.raises(ValueError, match="uint8.*images.float\\(\\) / 255"):
+        check_pixel_range(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), "batch")
+    with pytest.raises(ValueError, match="batch dimension"):
+        check_pixel_range(torch.rand(5), "batch")
+    with pytest.raises(ValueError, match="NaN"):
+        check_pixel_range(torch.full((2, 2), float("nan")), "batch")

@@ -33,14 +33,6 @@ def test_resnet_batch_norm_is_frozen_in_training():
     assert model.head.weight.requires_grad
 
 
-def test_missing_imagenet_weights_say_where_and_how(monkeypatch, tmp_path):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(PretrainedWeightsNotFound) as error:
-        build_model("resnet18", (3, 64, 64))
-    message = str(error.value)
-    assert str(imagenet_weights_path("resnet18")) in message and "--pretrained none" in message
-
-
 def test_local_imagenet_weights_are_loaded(monkeypatch, tmp_path):
     import torchvision
 
@@ -56,3 +48,13 @@ def test_local_imagenet_weights_are_loaded(monkeypatch, tmp_path):
 def test_unknown_model_lists_valid_names():
     with pytest.raises(UnknownNameError, match="convnet, mlp, resnet18, resnet50"):
         build_model("vgg16", (3, 32, 32))
+
+
+def test_model_builders_reject_options_they_do_not_take():
+    from robustdml.models import model_options
+
+    assert "pretrained" in model_options("resnet18") and "pretrained" not in model_options("convnet")
+    with pytest.raises(ValueError, match=r"model 'convnet' has no option\(s\) pretrained; its options: hidden_dim"):
+        build_model("convnet", (1, 28, 28), pretrained="imagenet")
+    with pytest.raises(ValueError, match="model 'mlp' takes vectors"):
+        build_model("mlp", (1, 28, 28))

@@ -1,7 +1,10 @@
 """``robustdml`` command line: train | evaluate | attack | benchmark | report | data.
 
 Flags override the YAML given with ``--config``, which overrides per-dataset defaults. Every
-invalid value is rejected before any work starts, with the field named.
+invalid value is rejected before any work starts, with the field named. Exit status: 0 done,
+2 a user error (one line naming the file/field/value and the fix), 1 a runtime failure (one line,
+with where the last good checkpoint is) or an internal error, 130 interrupted; ``--debug`` adds
+the traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -16,13 +20,18 @@ import yaml
 
 
 def _parse_key_values(pairs: Optional[List[str]], flag: str) -> Dict[str, Any]:
-    """``key=value`` pairs with YAML-typed values (``eps=0.1`` -> float, ``lga=true`` -> bool)."""
+    """``key=value`` pairs with YAML-typed values (``eps=0.1`` -> float, ``lga=true`` -> bool, ``1e-3`` -> float)."""
+    from robustdml.engine.config import ConfigError, parse_yaml
+
     options: Dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"error: {flag} expects key=value, got {pair!r}")
+            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            options[key.strip().replace("-", "_")] = parse_yaml(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{flag} {pair}: {value!r} is not a valid value (quote text that holds ':' or '#')") from None
     return options
 
 
@@ -73,15 +82,19 @@ def _add_train_parser(sub) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--defense-option", action="append", metavar="KEY=VALUE", help="any defense option")
     parser.add_argument("--loss-option", action="append", metavar="KEY=VALUE", help="any loss option, e.g. margin=0.1")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its last checkpoint; flags given again must match its "
+                             "config, except --epochs (more), --device, --no-progress, --num-workers, --checkpoint-every")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --output (its checkpoints, metrics and reports are deleted)")
     parser.set_defaults(handler=_cmd_train)
 
 
-def build_train_config(args):
+def explicit_train_values(args) -> Dict[str, Any]:
+    """The TrainConfig fields this command sets: the --config file's, overridden by the flags given."""
     from robustdml.engine.config import TrainConfig
 
-    config = TrainConfig.load(args.config) if args.config else TrainConfig()
-    values = config.to_dict()
+    values: Dict[str, Any] = TrainConfig.read(args.config) if args.config else {}
     for _flag, dest, _kind, _help in TRAIN_FLAGS:
         value = getattr(args, f"opt_{dest}")
         if value is not None:
@@ -96,20 +109,27 @@ def build_train_config(args):
         if value is not None:
             defense_options[key] = value
     defense_options.update(_parse_key_values(args.defense_option, "--defense-option"))
-    values["defense_options"] = defense_options
     loss_options = dict(values.get("loss_options") or {})
     loss_options.update(_parse_key_values(args.loss_option, "--loss-option"))
-    values["loss_options"] = loss_options
-    return TrainConfig.from_dict(values).resolved()
+    for name, options in (("defense_options", defense_options), ("loss_options", loss_options)):
+        if options:
+            values[name] = options
+    return values
+
+
+def build_train_config(args):
+    from robustdml.engine.config import TrainConfig
+
+    return TrainConfig.from_dict({**TrainConfig().to_dict(), **explicit_train_values(args)}).resolved()
 
 
 def _cmd_train(args) -> int:
     from robustdml.engine.trainer import train
 
     if args.resume:
-        run, results = train(None, resume_dir=args.resume)
+        run, results = train(None, resume_dir=args.resume, changes=explicit_train_values(args))
     else:
-        run, results = train(build_train_config(args))
+        run, results = train(build_train_config(args), overwrite=args.overwrite)
     print(f"run directory: {run.path}")
     print(json.dumps(results, indent=2, sort_keys=True))
     return 0
@@ -128,8 +148,8 @@ def _add_evaluate_parser(sub) -> None:
 def _cmd_evaluate(args) -> int:
     from robustdml.engine.evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
-    print(json.dumps(metrics, indent=2, sort_keys=True))
+    record = evaluate_run(args.run_dir, checkpoint=args.checkpoint, device=args.device, distribution=args.bn)
+    print(json.dumps(record, indent=2, sort_keys=True))
     return 0
 
 
@@ -202,10 +222,9 @@ def _input_size(run_dir) -> int:
     """The side of the run's input images (28 for the 28px sets), for the ERS profile."""
     from robustdml.engine.config import TrainConfig
     from robustdml.engine.run_dir import RunDirectory
-    from robustdml.engine.setup import ZERO_SHOT_DATASETS
 
-    config = TrainConfig.load(RunDirectory.open(run_dir).config_path).resolved()
-    return config.image_size if config.dataset in ZERO_SHOT_DATASETS else 28
+    config = TrainConfig.load(RunDirectory.open(run_dir).config_path, run_directory=True).resolved()
+    return config.image_size or 28  # image benchmarks set their crop size; the 28px sets have none
 
 
 def _add_attack_parser(sub) -> None:
@@ -300,9 +319,11 @@ def _cmd_report(args) -> int:
 
 
 def _add_data_parser(sub) -> None:
-    parser = sub.add_parser("data", help="fetch a dataset, or say where to get it")
+    parser = sub.add_parser("data", help="fetch a dataset (checksum-verified download), or say where to get it")
     parser.add_argument("name", nargs="?", help="dataset name")
-    parser.add_argument("--root", "--data-root", dest="root", help="where to put / look for it")
+    parser.add_argument("--root", "--data-root", dest="root",
+                        help="the dataset's folder (what --data-root takes; default ./data/<dataset>)")
+    parser.add_argument("--no-download", action="store_true", help="only check whether the dataset is there")
     parser.add_argument("--list", action="store_true", help="list dataset names")
     parser.set_defaults(handler=_cmd_data)
 
@@ -313,7 +334,13 @@ def _cmd_data(args) -> int:
     if args.list or not args.name:
         print("\n".join(DATASETS.names()))
         return 0
-    return 0 if fetch(args.name, root=args.root) else 1
+    lines: List[str] = []
+    ready = fetch(args.name, root=args.root, report=lines.append, allow_download=not args.no_download)
+    for line in lines if ready else lines[:-1]:
+        print(line)
+    if not ready:
+        print(f"error: {lines[-1]}", file=sys.stderr)
+    return 0 if ready else 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,7 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark_parser(sub)
     _add_report_parser(sub)
     _add_data_parser(sub)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     for name, command in sub.choices.items():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of an error")
         if name != "data":
             command.add_argument("--faiss", choices=("auto", "gpu", "cpu"), default="auto",
                                  help="where faiss kNN search and k-means run (default auto: GPU when "
@@ -333,24 +363,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What Ctrl-C leaves behind, per command (train says where its checkpoint is: RunInterrupted).
+INTERRUPTED = {
+    "train": "interrupted before the run directory was written; nothing to resume, run the command again",
+    "evaluate": "interrupted; no evaluation was written",
+    "attack": "interrupted; no report was written (attack keeps no partial state: run the command again)",
+    "benchmark": "interrupted; run the same `robustdml benchmark` command again to continue (finished runs and "
+                 "evaluations are kept, an interrupted run resumes from its last checkpoint)",
+    "report": "interrupted; the report may be incomplete: run the command again",
+    "data": "interrupted; partial downloads were removed; run the command again",
+}
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _classify(error: BaseException):
+    """(exit status, message line) for an exception that ended a command."""
+    from robustdml.data.download import DownloadError
+    from robustdml.engine.checkpoint import CheckpointError
+    from robustdml.engine.config import ConfigError
+    from robustdml.engine.failures import RunFailed, runtime_failure
+    from robustdml.engine.run_dir import RunDirectoryError
+    from robustdml.engine.trainer import TrainingDiverged
+    from robustdml.registry import UnknownNameError
+
+    if isinstance(error, (RunFailed, TrainingDiverged, DownloadError)):
+        return 1, f"error: {_one_line(error)}"
+    if isinstance(error, (ConfigError, UnknownNameError, RunDirectoryError, CheckpointError, FileNotFoundError,
+                          ValueError)):
+        return 2, f"error: {_one_line(error)}"
+    failure = runtime_failure(error)
+    if failure:
+        return 1, f"error: {failure}: {_one_line(error)}"
+    return 1, (f"internal error: {type(error).__name__}: {_one_line(error)} (a bug in robustdml: run the command "
+               "again with --debug for the traceback and report it)")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from robustdml.engine.config import ConfigError
-    from robustdml.registry import UnknownNameError
-
+    debug = getattr(args, "debug", False)
     try:
         if hasattr(args, "faiss"):
             from robustdml.evaluation.faiss_backend import set_placement
 
             set_placement(args.faiss)
         return args.handler(args)
-    except (ConfigError, UnknownNameError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        if debug:
+            traceback.print_exc()
+        print(getattr(interrupt, "message", None) or INTERRUPTED.get(args.command, "interrupted"), file=sys.stderr)
         return 130
+    except Exception as error:  # every failure ends in one line; --debug adds the traceback
+        if debug:
+            traceback.print_exc()
+        status, line = _classify(error)
+        print(line, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ valid choices.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+import inspect
+from typing import Any, Callable, Dict, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -54,3 +55,17 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def builder_options(builder: Callable, exclude: Iterable[str] = ()) -> Dict[str, Any]:
+    """The keyword options ``builder`` takes (its parameters but ``exclude``), with their defaults."""
+    skip = set(exclude)
+    return {key: p.default for key, p in inspect.signature(builder).parameters.items() if key not in skip}
+
+
+def check_known_options(kind: str, name: str, given: Iterable[str], valid: Dict[str, Any]) -> None:
+    """An option a builder does not take (a typo such as ``marign``) is an error naming the ones it does."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f"{kind} {name!r} has no option(s) {', '.join(unknown)}; its options: "
+                         + (", ".join(f"{k} (default {v!r})" for k, v in valid.items()) or "none"))

@@ -1,39 +1,75 @@
 """The dataset registry, ``build_dataset`` and ``fetch`` (the ``robustdml data NAME`` command).
 
+Each registry entry is a :class:`DatasetSpec`: how to build the dataset and the facts about it that
+the rest of the library needs (training defaults, whether its test classes are unseen in training);
+its builder's keyword arguments are its options (``image_size`` for the image benchmarks).
+
 Builders import their loaders lazily: the image benchmarks pull in torchvision and PIL, which
 ``robustdml data --list`` or a Fashion-MNIST run should not pay for.
 """
 
 from __future__ import annotations
 
-import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from robustdml.data.base import DatasetNotFoundError, RetrievalDataset
-from robustdml.data.sources import how_to_get
-from robustdml.registry import Registry
+from robustdml.data.download import DownloadError
+from robustdml.data.sources import DATA_DIR, DOWNLOADS, how_to_get
+from robustdml.registry import Registry, builder_options, check_known_options
 
 SPLITS = ("train", "test")
 
 DATASETS: Registry = Registry("dataset")
 
+# CPU-sized training defaults for 28px sets; the paper-sized protocol (ResNet-50 with frozen BN, 2 images
+# per class, batch 112, Adam 1e-5, weight decay 4e-4) for the image benchmarks.
+SMALL_IMAGES = dict(model="convnet", batch_size=128, samples_per_class=16, epochs=8, lr=1e-3, weight_decay=1e-4,
+                    miner="semihard")
+IMAGE_BENCHMARK = dict(model="resnet50", batch_size=112, samples_per_class=2, epochs=100, lr=1e-5,
+                       weight_decay=4e-4, miner="distance-weighted")
 
-@DATASETS.register("fashion-mnist")
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registry entry. ``defaults``: training configuration defaults for this dataset (fields of
+    ``TrainConfig``); ``zero_shot``: its test classes are unseen in training, so validation holds out
+    whole classes too."""
+
+    build: Callable[..., RetrievalDataset]
+    defaults: Dict[str, Any] = field(default_factory=dict)
+    zero_shot: bool = False
+
+    def options(self) -> Dict[str, Any]:
+        """The options (beyond split and root) the builder accepts, with their defaults."""
+        return builder_options(self.build, exclude=("split", "root"))
+
+
+def _dataset(name: str, defaults: Dict[str, Any], zero_shot: bool = False):
+    def register(build):
+        DATASETS.add(name, DatasetSpec(build, dict(defaults), zero_shot))
+        return build
+
+    return register
+
+
+@_dataset("fashion-mnist", SMALL_IMAGES)
 def _fashion_mnist(split: str, root: Optional[str] = None) -> RetrievalDataset:
     from robustdml.data.mnist import load_fashion_mnist
 
     return load_fashion_mnist(split, root)
 
 
-@DATASETS.register("mnist-idx")
+@_dataset("mnist-idx", SMALL_IMAGES)
 def _mnist_idx(split: str, root: Optional[str] = None) -> RetrievalDataset:
     from robustdml.data.mnist import load_mnist_idx
 
     return load_mnist_idx(split, root)
 
 
-@DATASETS.register("synthetic-gaussian")
+@_dataset("synthetic-gaussian", dict(model="mlp", embedding_dim=2, batch_size=32, samples_per_class=16, epochs=20,
+                                     lr=1e-3, weight_decay=0.0, miner="all"))
 def _synthetic_gaussian(split: str, root: Optional[str] = None, dim: int = 2, samples_per_class: int = 500,
                         seed: int = 0) -> RetrievalDataset:
     from robustdml.data.synthetic import make_two_gaussians
@@ -41,28 +77,28 @@ def _synthetic_gaussian(split: str, root: Optional[str] = None, dim: int = 2, sa
     return make_two_gaussians(split, dim=dim, samples_per_class=samples_per_class, seed=seed)
 
 
-@DATASETS.register("cub200")
+@_dataset("cub200", {**IMAGE_BENCHMARK, "epochs": 150}, zero_shot=True)
 def _cub200(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
     from robustdml.data.images import load_cub200
 
     return load_cub200(split, root, image_size=image_size)
 
 
-@DATASETS.register("cars196")
+@_dataset("cars196", {**IMAGE_BENCHMARK, "epochs": 150}, zero_shot=True)
 def _cars196(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
     from robustdml.data.images import load_cars196
 
     return load_cars196(split, root, image_size=image_size)
 
 
-@DATASETS.register("sop")
+@_dataset("sop", IMAGE_BENCHMARK, zero_shot=True)
 def _sop(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
     from robustdml.data.images import load_sop
 
     return load_sop(split, root, image_size=image_size)
 
 
-@DATASETS.register("image-folder")
+@_dataset("image-folder", IMAGE_BENCHMARK, zero_shot=True)
 def _image_folder(split: str, root: Optional[str] = None, image_size: int = 224,
                   zero_shot: bool = True) -> RetrievalDataset:
     from robustdml.data.images import load_image_folder
@@ -70,50 +106,132 @@ def _image_folder(split: str, root: Optional[str] = None, image_size: int = 224,
     return load_image_folder(split, root, image_size=image_size, zero_shot=zero_shot)
 
 
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registry entry of dataset ``name`` (unknown names fail listing the valid ones)."""
+    return DATASETS.get(name)
+
+
 def dataset_options(name: str) -> dict:
     """The options (beyond split and root) that dataset ``name`` accepts, with their defaults."""
-    parameters = inspect.signature(DATASETS.get(name)).parameters
-    return {key: p.default for key, p in parameters.items() if key not in ("split", "root")}
+    return dataset_spec(name).options()
 
 
 def build_dataset(name: str, split: str, root: Optional[str] = None, **options) -> RetrievalDataset:
     """Dataset ``name`` (see ``DATASETS.names()``), ``split`` in {"train", "test"}; ``root`` where it lives."""
-    builder: Callable[..., RetrievalDataset] = DATASETS.get(name)
+    spec = dataset_spec(name)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    valid = dataset_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"dataset {name!r} has no option(s) {', '.join(map(repr, unknown))}; its options: "
-                         + (", ".join(f"{k} (default {v!r})" for k, v in valid.items()) or "none"))
-    return builder(split, root=root, **options)
+    check_known_options("dataset", name, options, spec.options())
+    return spec.build(split, root=root, **options)
 
 
-def fetch(name: str, root: Optional[str] = None, report: Callable[[str], None] = print) -> bool:
-    """``robustdml data NAME``: download the dataset where that is possible (Fashion-MNIST), otherwise check
-    ``root`` or say where to get the data and where to put it. Returns whether the dataset is ready."""
-    DATASETS.get(name)  # unknown names fail with the list of valid ones
+def _sizes(name: str, root: Optional[str]) -> str:
+    sizes = {split: len(build_dataset(name, split, root=root)) for split in SPLITS}
+    return f"{sizes['train']} train / {sizes['test']} test items"
+
+
+def _fetch_fashion_mnist(root: Optional[str], report: Callable[[str], None], allow_download: bool) -> bool:
+    from robustdml.data.mnist import (LOCAL_FASHION_MNIST, download_fashion_mnist, fashion_mnist_folder,
+                                      verify_fashion_mnist)
+
+    try:
+        folder = fashion_mnist_folder(root)
+    except DatasetNotFoundError as error:
+        if not allow_download:
+            report(str(error))
+            return False
+        folder = download_fashion_mnist(Path(root) if root else LOCAL_FASHION_MNIST)
+        report(f"fashion-mnist: downloaded into {folder.resolve()} (checksums verified)")
+        return True
+    try:
+        verify_fashion_mnist(folder)
+    except DownloadError as error:
+        report(f"fashion-mnist: {error}")
+        return False
+    report(f"fashion-mnist: found in {folder.resolve()} (checksums verified)")
+    return True
+
+
+def _fetch_archives(name: str, root: Optional[str], report: Callable[[str], None], allow_download: bool) -> bool:
+    """Download (unless present) and extract the files of ``name`` so that ``root`` (default
+    ./data/<folder>) holds the dataset; checksums verified where known, the layout always."""
+    from robustdml.data.download import download, extract
+    from robustdml.data.sources import local_path
+
+    plan = DOWNLOADS[name]
+    folder = Path(root) if root else DATA_DIR / plan.folder
+    try:
+        report(f"{name}: found in {folder.resolve()} ({_sizes(name, str(folder))})")
+        return True
+    except DatasetNotFoundError as error:
+        if not allow_download:
+            report(str(error))
+            return False
+    for remote in plan.files:
+        path = local_path(remote, folder)
+        if remote.top and remote.into and (folder / remote.into).is_dir() and any((folder / remote.into).iterdir()):
+            continue  # a part of the dataset that is already extracted
+        if path.is_file():
+            if remote.checksum is not None:
+                remote.checksum.verify(path, str(path))
+        else:
+            try:
+                download(remote.urls, path, checksum=remote.checksum,
+                         verify=None if remote.checksum else _archive_check(remote))
+            except DownloadError as error:
+                raise DownloadError(f"{name}: {error}. Offline? Download {remote.urls[0]} on a machine with "
+                                    f"internet, put it at {path}, and run `robustdml data {name}` again") from None
+        if remote.top:
+            extract(path, remote.top, folder / remote.into if remote.into else folder)
+    report(f"{name}: ready in {folder.resolve()} ({_sizes(name, str(folder))}); train with --data-root {folder}")
+    return True
+
+
+def _archive_check(remote) -> Callable[[Path], None]:
+    """Integrity check for an archive without a known checksum: every zip member's CRC (or, for a tar
+    archive, that its member list reads), and the expected top folder."""
+
+    def check(path: Path) -> None:
+        import tarfile
+        import zipfile
+
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as bundle:
+                damaged = bundle.testzip()
+                names = bundle.namelist()
+            if damaged is not None:
+                raise DownloadError(f"{path}: member {damaged} is damaged")
+        else:
+            try:
+                with tarfile.open(path) as bundle:
+                    names = bundle.getnames()
+            except (tarfile.TarError, EOFError, OSError) as error:
+                raise DownloadError(f"{path} is not a complete .tgz/.zip archive: {error}") from None
+        if not any(n.startswith(f"{remote.top}/") for n in names):
+            raise DownloadError(f"{path} has no {remote.top}/ folder; is it the right file?")
+
+    return check
+
+
+def fetch(name: str, root: Optional[str] = None, report: Callable[[str], None] = print,
+          allow_download: bool = True) -> bool:
+    """``robustdml data NAME``: find the dataset (in ``root`` when given), or download it where that is
+    possible (Fashion-MNIST, CUB-200-2011, CARS196, SOP), checking checksums; otherwise say where to get it
+    and where to put it. Returns whether the dataset is ready; raises DownloadError when a download fails."""
+    dataset_spec(name)  # unknown names fail with the list of valid ones
     if name == "synthetic-gaussian":
         report(how_to_get(name))
         return True
     if name == "fashion-mnist":
-        from robustdml.data.mnist import LOCAL_FASHION_MNIST, download_fashion_mnist, fashion_mnist_search_path
-        from robustdml.data.idx import load_idx_split
-
-        for folder in fashion_mnist_search_path(root):
-            if all(load_idx_split(folder, split) is not None for split in SPLITS):
-                report(f"fashion-mnist: found in {folder.resolve()}")
-                return True
-        target = download_fashion_mnist(Path(root) if root else LOCAL_FASHION_MNIST)
-        report(f"fashion-mnist: downloaded into {target.resolve()}")
-        return True
+        return _fetch_fashion_mnist(root, report, allow_download)
+    if name in DOWNLOADS:
+        return _fetch_archives(name, root, report, allow_download)
     if root is None:
         report(f"{name}: no automatic download. {how_to_get(name)}")
         return False
     try:
-        sizes = {split: len(build_dataset(name, split, root=root)) for split in SPLITS}
+        report(f"{name}: found in {Path(root).resolve()} ({_sizes(name, root)})")
     except DatasetNotFoundError as error:
         report(str(error))
         return False
-    report(f"{name}: found in {Path(root).resolve()} ({sizes['train']} train / {sizes['test']} test items)")
     return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -63,6 +63,11 @@ def find_idx_file(folder: Path, stem: str) -> Optional[Path]:
         if candidate.is_file():
             return candidate
     return None
+
+
+def missing_idx_files(folder) -> List[str]:
+    """The idx files of both splits that ``folder`` lacks (as ``name[.gz]``); all four if it does not exist."""
+    return [f"{stem}[.gz]" for stems in FILES.values() for stem in stems if find_idx_file(folder, stem) is None]
 
 
 def load_idx_split(folder, split: str) -> Optional[Tuple[np.ndarray, np.ndarray]]:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from robustdml.data.base import DatasetNotFoundError, RetrievalDataset
-from robustdml.data.sources import how_to_get
+from robustdml.data.sources import DATA_DIR, DOWNLOADS, how_to_get
 from robustdml.data.splits import zero_shot_split
 from robustdml.data.transforms import evaluation_transform, training_transform
 
@@ -73,8 +73,11 @@ def _check_split(split: str) -> None:
 
 
 def _root(root: Optional[str], dataset: str, required: Sequence[str]) -> Path:
+    """``root`` (the only place looked at when given), else where ``robustdml data NAME`` puts the dataset."""
     if not root:
-        raise DatasetNotFoundError(f"{dataset} needs a data root (--data-root). " + how_to_get(dataset))
+        if dataset not in DOWNLOADS:
+            raise DatasetNotFoundError(f"{dataset} needs a data root (--data-root). " + how_to_get(dataset))
+        root = str(DATA_DIR / DOWNLOADS[dataset].folder)
     base = Path(root)
     missing = [str((base / name).resolve()) for name in required if not (base / name).exists()]
     if missing:
@@ -141,7 +144,7 @@ def load_cars196(split: str, root: Optional[str] = None, image_size: int = 224) 
     from scipy.io.matlab import MatReadError
 
     _check_split(split)
-    base = _root(root, "cars196", ("cars_annos.mat",))
+    base = _root(root, "cars196", ("cars_annos.mat", "car_ims"))
     mat_path = base / "cars_annos.mat"
     try:
         annotations = loadmat(str(mat_path))["annotations"].reshape(-1)

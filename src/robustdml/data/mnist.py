@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-import urllib.request
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from robustdml.data.base import DatasetNotFoundError, TensorRetrievalDataset
-from robustdml.data.idx import FILES, IdxFormatError, load_idx_split, read_idx
-from robustdml.data.sources import FASHION_MNIST_URL, how_to_get
+from robustdml.data.download import Checksum, DownloadError, download
+from robustdml.data.idx import FILES, find_idx_file, load_idx_split, missing_idx_files, read_idx
+from robustdml.data.sources import DATA_DIR, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256, how_to_get
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-LOCAL_FASHION_MNIST = Path("data/fashion-mnist")
+LOCAL_FASHION_MNIST = DATA_DIR / "fashion-mnist"
 
 
 def fashion_mnist_search_path(root: Optional[str] = None) -> List[Path]:
-    """Where Fashion-MNIST is looked for, in order: the given root, ./data/fashion-mnist, Debian's package."""
-    candidates = [Path(root)] if root else []
-    return candidates + [LOCAL_FASHION_MNIST, DEBIAN_FASHION_MNIST]
+    """Where Fashion-MNIST is looked for: only the given root, else ./data/fashion-mnist then Debian's package."""
+    return [Path(root)] if root else [LOCAL_FASHION_MNIST, DEBIAN_FASHION_MNIST]
 
 
 def _in_memory(images, labels, name: str) -> TensorRetrievalDataset:
@@ -34,17 +31,38 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {tuple(FILES)}, got {split!r}")
 
 
-def load_fashion_mnist(split: str, root: Optional[str] = None) -> TensorRetrievalDataset:
-    """Fashion-MNIST ``split`` as uint8 [N,1,28,28] in memory, from the first folder that has it."""
-    _check_split(split)
-    searched = fashion_mnist_search_path(root)
+def fashion_mnist_folder(root: Optional[str] = None) -> Path:
+    """The one folder both splits are read from.
+
+    A given ``root`` is the only source: missing or incomplete is an error naming what is missing.
+    Without one, the first of ./data/fashion-mnist and Debian's folder that holds any of the files is
+    used, and must hold all four (never the train split of one folder and the test split of another).
+    """
+    if root:
+        missing = missing_idx_files(Path(root))
+        if missing:
+            where = (f"{Path(root).resolve()} does not exist" if not Path(root).is_dir()
+                     else f"{Path(root).resolve()} has no {', '.join(missing)}")
+            raise DatasetNotFoundError(f"Fashion-MNIST: --data-root {root}: {where}. " + how_to_get("fashion-mnist"))
+        return Path(root)
+    searched = fashion_mnist_search_path(None)
     for folder in searched:
-        loaded = load_idx_split(folder, split)
-        if loaded is not None:
-            return _in_memory(*loaded, name="fashion-mnist")
-    raise DatasetNotFoundError(
-        f"Fashion-MNIST ({split}) not found; looked in " + ", ".join(str(p.resolve()) for p in searched)
-        + ". " + how_to_get("fashion-mnist"))
+        missing = missing_idx_files(folder)
+        if len(missing) == 4:
+            continue
+        if missing:
+            raise DatasetNotFoundError(
+                f"Fashion-MNIST in {folder.resolve()} is incomplete: no {', '.join(missing)}. Run `robustdml data "
+                "fashion-mnist` to complete it, or move the folder away.")
+        return folder
+    raise DatasetNotFoundError("Fashion-MNIST not found; looked in " + ", ".join(str(p.resolve()) for p in searched)
+                               + ". " + how_to_get("fashion-mnist"))
+
+
+def load_fashion_mnist(split: str, root: Optional[str] = None) -> TensorRetrievalDataset:
+    """Fashion-MNIST ``split`` as uint8 [N,1,28,28] in memory, from :func:`fashion_mnist_folder`."""
+    _check_split(split)
+    return _in_memory(*load_idx_split(fashion_mnist_folder(root), split), name="fashion-mnist")
 
 
 def load_mnist_idx(split: str, root: Optional[str] = None) -> TensorRetrievalDataset:
@@ -52,66 +70,50 @@ def load_mnist_idx(split: str, root: Optional[str] = None) -> TensorRetrievalDat
     _check_split(split)
     if not root:
         raise DatasetNotFoundError("mnist-idx needs a root folder. " + how_to_get("mnist-idx"))
-    loaded = load_idx_split(Path(root), split)
-    if loaded is None:
-        image_stem, label_stem = FILES[split]
-        raise DatasetNotFoundError(f"{Path(root).resolve()} has no {image_stem}[.gz] and {label_stem}[.gz] for "
-                                   f"the {split} split. " + how_to_get("mnist-idx"))
-    return _in_memory(*loaded, name=f"mnist-idx:{Path(root).resolve().name}")
+    missing = missing_idx_files(Path(root))
+    if missing:
+        raise DatasetNotFoundError(f"mnist-idx: {Path(root).resolve()} has no {', '.join(missing)}. "
+                                   + how_to_get("mnist-idx"))
+    return _in_memory(*load_idx_split(Path(root), split), name=f"mnist-idx:{Path(root).resolve().name}")
 
 
-def download_file(url: str, target: Path, verify: Optional[Callable[[Path], object]] = None) -> Path:
-    """Stream ``url`` into ``target`` with a progress bar, atomically: a temporary file in the same folder
-    is verified (``verify(tmp)`` must not raise) and only then renamed, so an interrupted or corrupt
-    download never leaves a file that looks complete."""
-    from tqdm.auto import tqdm
-
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder (so the rename is atomic) and same suffix (so ``verify`` sees e.g. ``.gz``).
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".part{target.suffix}")
-    tmp = Path(tmp_name)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(fd, "wb") as handle:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, leave=False) as bar:
-                while chunk := response.read(1 << 16):
-                    handle.write(chunk)
-                    bar.update(len(chunk))
-        if verify is not None:
-            verify(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+def _checksums(checksums: Optional[Dict[str, str]]) -> Dict[str, Checksum]:
+    digests = FASHION_MNIST_SHA256 if checksums is None else checksums
+    return {name: Checksum("sha256", digest, of_content=True) for name, digest in digests.items()}
 
 
-def _parses(path: Path) -> bool:
-    try:
-        read_idx(path)
-        return True
-    except IdxFormatError:
-        return False
+def verify_fashion_mnist(folder: Path, checksums: Optional[Dict[str, str]] = None) -> None:
+    """Raise DownloadError unless the four files in ``folder`` (gzipped or not) have the published content."""
+    for name, checksum in _checksums(checksums).items():
+        path = find_idx_file(folder, name[: -len(".gz")])
+        if path is None:
+            raise DownloadError(f"{folder} has no {name}")
+        if path.suffix != ".gz":
+            checksum = Checksum(checksum.algorithm, checksum.hexdigest)
+        checksum.verify(path, str(path))
 
 
-def download_fashion_mnist(destination=LOCAL_FASHION_MNIST, base_url: str = FASHION_MNIST_URL) -> Path:
-    """Fetch the four Fashion-MNIST ``.gz`` files into ``destination``; each is parsed before it is kept.
+def download_fashion_mnist(destination=None, mirrors: Optional[Sequence[str]] = None,
+                           checksums: Optional[Dict[str, str]] = None, progress: bool = True) -> Path:
+    """Fetch the four Fashion-MNIST ``.gz`` files into ``destination`` over https, each checked against
+    the SHA-256 of its content before it is kept (see ``sources.FASHION_MNIST_SHA256``).
 
-    Files already there that parse are kept; broken ones are downloaded again.
+    Files already there with the right content are kept; others are downloaded again.
     """
-    destination = Path(destination)
-    for stems in FILES.values():
-        for stem in stems:
-            target = destination / f"{stem}.gz"
-            if target.is_file() and _parses(target):
-                continue
-            url = base_url.rstrip("/") + f"/{stem}.gz"
+    destination = Path(LOCAL_FASHION_MNIST if destination is None else destination)
+    mirrors = FASHION_MNIST_MIRRORS if mirrors is None else mirrors
+    for name, checksum in _checksums(checksums).items():
+        target = destination / name
+        if target.is_file():
             try:
-                download_file(url, target, verify=read_idx)
-            except IdxFormatError as error:
-                raise IdxFormatError(f"downloaded {url} but it is not a valid idx file: {error}") from error
-            except OSError as error:
-                raise OSError(f"could not download {url} into {target}: {error}. "
-                              + how_to_get("fashion-mnist")) from error
+                checksum.verify(target, str(target))
+                continue
+            except DownloadError:
+                pass
+        try:
+            download([base.rstrip("/") + f"/{name}" for base in mirrors], target, checksum=checksum,
+                     verify=read_idx, progress=progress)
+        except DownloadError as error:
+            raise DownloadError(f"{error}. Offline? Put {name} into {destination.resolve()} by hand (from "
+                                f"{mirrors[0]}), or install Debian's dataset-fashion-mnist") from None
     return destination

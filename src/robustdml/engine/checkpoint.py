@@ -40,11 +40,15 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was not written completely; use the other "
+                              "checkpoint (--checkpoint best|last) or train again")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
+        lines = str(error).strip().splitlines()
         raise CheckpointError(
-            f"could not load checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0]} "
+            f"could not load checkpoint {path}: {type(error).__name__}: {lines[0] if lines else 'no details'} "
             "(the file is corrupt or truncated, or holds objects other than tensors and plain containers, "
             "which robustdml refuses to unpickle)"
         ) from error

@@ -1,40 +1,49 @@
-"""Training configuration: one dataclass, YAML in and out, validated before any work starts.
+"""Training configuration: one typed dataclass, YAML in and out, validated before any work starts.
 
-Precedence: built-in defaults < per-dataset defaults < YAML file < command-line flags. The
-resolved config is written into the run directory, so every number can be traced to what produced it.
+Precedence: built-in defaults < per-dataset defaults (on the dataset's registry entry) < YAML file <
+command-line flags. Every field is checked for type and range (text is never read as a number or a
+bool) before anything is built; the resolved config is written into the run directory, so every number
+can be traced to what produced it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field."""
+    """A configuration value is invalid; the message names the field (and the file it came from)."""
 
 
-# CPU-sized defaults per dataset. Paper-sized settings are options (e.g. --epochs 150 --full-data).
-DATASET_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "fashion-mnist": dict(model="convnet", batch_size=128, samples_per_class=16, epochs=8, lr=1e-3,
-                          weight_decay=1e-4, miner="semihard"),
-    "mnist-idx": dict(model="convnet", batch_size=128, samples_per_class=16, epochs=8, lr=1e-3,
-                      weight_decay=1e-4, miner="semihard"),
-    "synthetic-gaussian": dict(model="mlp", embedding_dim=2, batch_size=32, samples_per_class=16, epochs=20,
-                               lr=1e-3, weight_decay=0.0, miner="all"),
-    "cub200": dict(model="resnet50", batch_size=112, samples_per_class=2, epochs=150, lr=1e-5,
-                   weight_decay=4e-4, miner="distance-weighted"),
-    "cars196": dict(model="resnet50", batch_size=112, samples_per_class=2, epochs=150, lr=1e-5,
-                    weight_decay=4e-4, miner="distance-weighted"),
-    "sop": dict(model="resnet50", batch_size=112, samples_per_class=2, epochs=100, lr=1e-5,
-                weight_decay=4e-4, miner="distance-weighted"),
-    "image-folder": dict(model="resnet50", batch_size=112, samples_per_class=2, epochs=100, lr=1e-5,
-                         weight_decay=4e-4, miner="distance-weighted"),
-}
+# Larger embeddings than this are a typo (DML papers use 64-2048); the head alone would need gigabytes.
+MAX_EMBEDDING_DIM = 16384
+# What may differ when a run is resumed: how long and where it runs, never what it computes.
+RESUME_SAFE_FIELDS = ("epochs", "device", "progress", "num_workers", "checkpoint_every")
+# Config files written before dataset/model facts moved to the registries held these values for every
+# dataset/model, also where they do not apply; read such run directories as if they were unset.
+_LEGACY_DEFAULTS = {"image_size": 224, "pretrained": "imagenet"}
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-3`` is a number (YAML 1.1 reads floats without a dot as text)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values, with ``1e-3`` read as a number."""
+    return yaml.load(text, Loader=_YamlLoader)
 
 
 @dataclass
@@ -42,15 +51,15 @@ class TrainConfig:
     # data
     dataset: str = "fashion-mnist"
     data_root: Optional[str] = None
-    image_size: int = 224
+    image_size: Optional[int] = None        # image benchmarks: crop size (default: the dataset's, 224)
     train_per_class: Optional[int] = None   # CPU-sized subset: at most this many training images per class
     train_fraction: float = 1.0             # class-stratified fraction of the training data (data-scarce setting)
     val_fraction: float = 0.1               # validation split carved from training data for model selection
     test_per_class: Optional[int] = None    # evaluate on at most this many test images per class
     # model
     model: Optional[str] = None
-    embedding_dim: int = 128
-    pretrained: str = "imagenet"
+    embedding_dim: Optional[int] = None     # default: the dataset's (2 for the synthetic set), else 128
+    pretrained: Optional[str] = None        # models with pretrained weights (ResNets): imagenet | none | PATH
     # objective
     loss: str = "triplet"
     loss_options: Dict[str, Any] = field(default_factory=dict)
@@ -76,38 +85,60 @@ class TrainConfig:
     output: Optional[str] = None
 
     def resolved(self) -> "TrainConfig":
-        """Fill every ``None`` that has a per-dataset default, then validate."""
-        defaults = DATASET_DEFAULTS.get(self.dataset, DATASET_DEFAULTS["image-folder"])
+        """Fill every ``None`` that has a default on the dataset's or the model's registry entry, then validate."""
+        self.check_types()
+        from robustdml.data import dataset_spec
+        from robustdml.models import model_options
+
+        self._validate_names()
+        spec = dataset_spec(self.dataset)
         values = dataclasses.asdict(self)
-        for key, value in defaults.items():
-            if key == "embedding_dim":
-                if self.embedding_dim == TrainConfig.embedding_dim:
-                    values[key] = value
-            elif values.get(key) is None:
+        for key, value in {"embedding_dim": 128, **spec.defaults}.items():
+            if values.get(key) is None:
                 values[key] = value
+        if values["image_size"] is None and "image_size" in spec.options():
+            values["image_size"] = spec.options()["image_size"]
+        model_defaults = model_options(values["model"]) if values["model"] is not None else {}
+        if values["pretrained"] is None and "pretrained" in model_defaults:
+            values["pretrained"] = model_defaults["pretrained"]
         config = TrainConfig(**values)
         config.validate()
         return config
+
+    def check_types(self, source: str = "config") -> None:
+        """Every field has its declared type: no bool for a number, no text for a number or a bool."""
+        for item in dataclasses.fields(self):
+            _check_type(source, item.name, getattr(self, item.name), _FIELD_TYPES[item.name])
 
     def validate(self) -> None:
         def require(condition: bool, name: str, message: str) -> None:
             if not condition:
                 raise ConfigError(f"invalid {name}={getattr(self, name)!r}: {message}")
 
+        self.check_types()
         for name in ("epochs", "batch_size", "samples_per_class", "embedding_dim", "eval_batch_size",
                      "checkpoint_every", "image_size", "train_per_class", "test_per_class", "steps_per_epoch"):
             value = getattr(self, name)
-            require(value is None or (isinstance(value, int) and value >= 1), name, "must be an integer >= 1")
+            require(value is None or value >= 1, name, "must be an integer >= 1")
+        require(self.embedding_dim is None or self.embedding_dim <= MAX_EMBEDDING_DIM, "embedding_dim",
+                f"must be at most {MAX_EMBEDDING_DIM} (DML models use 64 to 2048)")
+        require(self.samples_per_class is None or self.samples_per_class >= 2, "samples_per_class",
+                "must be >= 2 (a batch needs two images of a class to form a positive pair)")
         require(0.0 < self.train_fraction <= 1.0, "train_fraction", "must be in (0, 1]")
         require(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
-        require(self.lr is None or self.lr > 0, "lr", "must be > 0")
-        require(self.weight_decay is None or self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        require(self.lr is None or 0 < self.lr < math.inf, "lr", "must be a finite number > 0")
+        require(self.weight_decay is None or 0 <= self.weight_decay < math.inf, "weight_decay",
+                "must be a finite number >= 0")
+        require(0 <= self.seed < 2**63, "seed", "must be an integer in [0, 2**63)")
         require(self.amp in ("none", "bf16", "fp16"), "amp", "choose one of none, bf16, fp16")
         require(self.num_workers >= 0, "num_workers", "must be >= 0")
+        require(_is_device_name(self.device), "device", "choose auto, cpu, cuda, cuda:N or mps")
+        require(self.data_root is None or self.data_root.strip() != "", "data_root", "must name a folder")
         if self.batch_size is not None and self.samples_per_class is not None:
             require(self.batch_size % self.samples_per_class == 0, "batch_size",
                     f"must be divisible by samples_per_class={self.samples_per_class}")
         self._validate_names()
+        self._validate_applicable()
         from robustdml.losses import build_loss
 
         try:  # cheap: builds the loss object only, so a typo in loss_options fails before any work
@@ -116,8 +147,16 @@ class TrainConfig:
             raise ConfigError(f"invalid loss_options={self.loss_options!r}: {error}") from None
         from robustdml.defenses.common import number_option
 
-        options = {key: number_option(self.defense, key, value) if key in ("eps", "step_size", "attack_rate", "steps") else value
-                   for key, value in self.defense_options.items()}
+        options = {}
+        for key, value in self.defense_options.items():
+            if key in ("eps", "step_size", "attack_rate", "steps"):
+                try:
+                    value = number_option(self.defense, key, value)
+                except ValueError as error:
+                    raise ConfigError(f"invalid defense_options.{key}={value!r}: {error}") from None
+                if not math.isfinite(value):
+                    raise ConfigError(f"invalid defense_options.{key}={value!r}: must be a finite number")
+            options[key] = value
         for key in ("eps", "step_size"):
             if key in options and float(options[key]) < 0:
                 raise ConfigError(f"invalid defense_options.{key}={options[key]!r}: must be >= 0")
@@ -139,11 +178,29 @@ class TrainConfig:
             if value is not None and value not in registry:
                 raise ConfigError(f"invalid {field_name}={value!r}; valid {field_name} names: {', '.join(registry.names())}")
 
+    def _validate_applicable(self) -> None:
+        """Fields that only some datasets / models take are refused where they would be ignored."""
+        from robustdml.data import DATASETS, dataset_options
+        from robustdml.models import MODELS, model_options
+
+        if self.image_size is not None and "image_size" not in dataset_options(self.dataset):
+            takers = [name for name in DATASETS.names() if "image_size" in dataset_options(name)]
+            raise ConfigError(f"invalid image_size={self.image_size!r}: dataset {self.dataset!r} has a fixed input "
+                              f"size; drop the option (it applies to {', '.join(takers)})")
+        if self.pretrained is not None and self.model is not None and "pretrained" not in model_options(self.model):
+            takers = [name for name in MODELS.names() if "pretrained" in model_options(name)]
+            raise ConfigError(f"invalid pretrained={self.pretrained!r}: model {self.model!r} has no pretrained "
+                              f"weights; drop the option (it applies to {', '.join(takers)})")
+
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write the YAML atomically: a crash never leaves a torn config.yaml."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any], source: str = "config") -> "TrainConfig":
@@ -151,17 +208,146 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(known))}")
-        return cls(**values)
+        for name, value in values.items():
+            _check_type(source, name, value, _FIELD_TYPES[name])
+        return cls(**{name: float(value) if _FIELD_TYPES[name][0] is float and value is not None else value
+                      for name, value in values.items()})
 
     @classmethod
-    def load(cls, path: Path) -> "TrainConfig":
+    def read(cls, path: Path, run_directory: bool = False) -> Dict[str, Any]:
+        """The fields YAML file ``path`` sets, type-checked (errors name the file). ``run_directory``: a run's own
+        config.yaml (older runs are read as they were meant, see ``_LEGACY_DEFAULTS``)."""
         path = Path(path)
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = parse_yaml(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config file {path} cannot be read: {error}") from None
         except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+            raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(error).split())}") from None
+        if values is None or values == {}:
+            raise ConfigError(f"config file {path} is empty; write the fields to set, one `field: value` a line "
+                              "(`robustdml train --help` lists them), or leave out --config")
         if not isinstance(values, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of field: value")
-        return cls.from_dict(values, source=str(path))
+            raise ConfigError(f"config file {path} must hold a mapping of field: value, got {type(values).__name__}")
+        if run_directory:
+            values = _drop_legacy_defaults(values)
+        cls.from_dict(values, source=str(path))  # unknown fields and wrong types fail here, naming the file
+        return values
+
+    @classmethod
+    def load(cls, path: Path, run_directory: bool = False) -> "TrainConfig":
+        """The configuration in YAML file ``path`` (fields it does not set keep their defaults)."""
+        return cls.from_dict(cls.read(path, run_directory), source=str(path))
+
+
+def resume_config(saved: TrainConfig, changes: Dict[str, Any]) -> Tuple[TrainConfig, Dict[str, List[Any]]]:
+    """``saved`` (a run's config) with ``changes`` (the fields given again when resuming) applied.
+
+    Fields in RESUME_SAFE_FIELDS are applied (returned as {field: [old, new]}); any other difference is a
+    ConfigError naming the fields: a resumed run computes exactly what it started computing.
+    """
+    values = saved.to_dict()
+    applied: Dict[str, List[Any]] = {}
+    refused: List[str] = []
+    for key, value in changes.items():
+        if key in ("loss_options", "defense_options"):
+            for option, new in (value or {}).items():
+                old = values[key].get(option, "unset")
+                if old != new:
+                    refused.append(f"{key}.{option} ({old!r} -> {new!r})")
+            continue
+        if value == values.get(key) or key == "output":
+            continue
+        if key in RESUME_SAFE_FIELDS:
+            applied[key] = [values[key], value]
+            values[key] = value
+        else:
+            refused.append(f"{key} ({values.get(key)!r} -> {value!r})")
+    if refused:
+        raise ConfigError(f"cannot change {', '.join(refused)} when resuming: a resumed run computes what it "
+                          f"started computing (only {', '.join(RESUME_SAFE_FIELDS)} may change). Start a new run "
+                          "with another --output to change them")
+    return TrainConfig.from_dict(values).resolved(), applied
+
+
+def _drop_legacy_defaults(values: Dict[str, Any]) -> Dict[str, Any]:
+    from robustdml.data import DATASETS, dataset_options
+    from robustdml.models import MODELS, model_options
+
+    values = dict(values)
+    dataset, model = values.get("dataset"), values.get("model")
+    if values.get("image_size") == _LEGACY_DEFAULTS["image_size"] and dataset in DATASETS \
+            and "image_size" not in dataset_options(dataset):
+        values["image_size"] = None
+    if values.get("pretrained") == _LEGACY_DEFAULTS["pretrained"] and model in MODELS \
+            and "pretrained" not in model_options(model):
+        values["pretrained"] = None
+    return values
+
+
+def _is_device_name(name: str) -> bool:
+    import torch
+
+    if name == "auto":
+        return True
+    try:
+        return torch.device(name).type in ("cpu", "cuda", "mps")
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _declared_types() -> Dict[str, Tuple[type, bool]]:
+    """{field: (type, optional)} from the dataclass annotations."""
+    hints = typing.get_type_hints(TrainConfig)
+    declared = {}
+    for name, hint in hints.items():
+        optional = typing.get_origin(hint) is typing.Union
+        if optional:
+            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        declared[name] = (typing.get_origin(hint) or hint, optional)
+    return declared
+
+
+_FIELD_TYPES = _declared_types()
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+               dict: "a mapping of option: value"}
+
+
+def _check_type(source: str, name: str, value: Any, declared: Tuple[type, bool]) -> None:
+    kind, optional = declared
+    if value is None:
+        if optional:
+            return
+        ok = False
+    elif kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind is dict:
+        ok = isinstance(value, dict) and all(isinstance(key, str) for key in value)
+    else:
+        ok = isinstance(value, kind)
+    if ok:
+        return
+    hint = ""
+    if isinstance(value, str) and kind in (int, float, bool):
+        hint = (" (write it without quotes: a quoted value is text)" if _looks_like(value, kind) else "")
+    elif isinstance(value, bool) and kind in (int, float):
+        hint = " (true/false/yes/no are booleans in YAML)"
+    where = "" if source == "config" else f"{source}: "
+    raise ConfigError(f"{where}invalid {name}={value!r}: must be {_TYPE_WORDS.get(kind, kind.__name__)}"
+                      + (" or null" if optional else "") + hint)
+
+
+def _looks_like(text: str, kind: type) -> bool:
+    if kind is bool:
+        return text.strip().lower() in ("true", "false", "yes", "no", "on", "off")
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

@@ -17,11 +17,21 @@ from robustdml.engine.config import TrainConfig
 
 
 def select_device(name: str = "auto") -> torch.device:
+    """The device ``name`` stands for; an error naming the fix when this machine does not have it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} asked for, but CUDA is not available on this machine; use --device cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device={name!r} is not a device; choose auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} asked for, but CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={name!r}: this machine has {torch.cuda.device_count()} GPU(s) "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r} asked for, but MPS is not available on this machine; use --device cpu")
     return device
 
 
@@ -39,19 +49,14 @@ class DataSplits:
     test: Any
 
 
-# Benchmarks whose test classes are unseen in training: validate on held-out classes too.
-ZERO_SHOT_DATASETS = ("cub200", "cars196", "sop", "image-folder")
-
-
 def dataset_options(config: TrainConfig) -> dict:
-    if config.dataset in ZERO_SHOT_DATASETS:
-        return {"image_size": config.image_size}
-    return {}
+    """The dataset options the config sets (``image_size`` for the datasets that take one)."""
+    return {} if config.image_size is None else {"image_size": config.image_size}
 
 
 def build_splits(config: TrainConfig) -> DataSplits:
     """Train / validation / test datasets; validation is carved from training data, never from test."""
-    from robustdml.data import build_dataset, limit_per_class, stratified_fraction, validation_split
+    from robustdml.data import build_dataset, dataset_spec, limit_per_class, stratified_fraction, validation_split
 
     options = dataset_options(config)
     train = build_dataset(config.dataset, "train", root=config.data_root, **options)
@@ -62,7 +67,7 @@ def build_splits(config: TrainConfig) -> DataSplits:
     if config.val_fraction > 0:
         train, val = validation_split(
             train, config.val_fraction, seed=config.seed,
-            by="classes" if config.dataset in ZERO_SHOT_DATASETS else "samples")
+            by="classes" if dataset_spec(config.dataset).zero_shot else "samples")
     if config.train_per_class:
         train = limit_per_class(train, config.train_per_class, seed=config.seed)
         if val is not None:
@@ -73,19 +78,45 @@ def build_splits(config: TrainConfig) -> DataSplits:
     return DataSplits(train=train, val=val, test=test)
 
 
+def build_defense_for(config: TrainConfig):
+    """The run's training-step strategy with its loss, miner and options (they are all checked here)."""
+    from robustdml.defenses import build_defense
+
+    return build_defense(config.defense, loss=config.loss, miner=config.miner, loss_options=config.loss_options,
+                         **config.defense_options)
+
+
 def build_model_for(config: TrainConfig, image_shape, from_checkpoint: bool = False) -> torch.nn.Module:
-    """The run's model; ``from_checkpoint`` skips ImageNet weights that a checkpoint will overwrite."""
+    """The run's model; ``from_checkpoint`` skips pretrained weights that a checkpoint will overwrite and
+    shapes the model as the defense did in training (MDProp: one BN per distribution)."""
     from robustdml.models import build_model
 
     options = {}
-    if config.model and config.model.startswith("resnet"):
+    if config.pretrained is not None:  # set (resolved) only for models that take pretrained weights
         options["pretrained"] = "none" if from_checkpoint else config.pretrained
     model = build_model(config.model, image_shape, embedding_dim=config.embedding_dim, **options)
     if from_checkpoint:
-        # Defenses may reshape the model (MDProp: one BN per distribution); match the checkpoint.
-        from robustdml.defenses import build_defense
-
-        defense = build_defense(config.defense, loss=config.loss, miner=config.miner,
-                                loss_options=config.loss_options, **config.defense_options)
-        model = defense.prepare_model(model)
+        model = build_defense_for(config).prepare_model(model)
     return model
+
+
+@dataclass
+class Components:
+    """Everything a training run is made of, built once from its config."""
+
+    device: torch.device
+    splits: DataSplits
+    model: torch.nn.Module
+    defense: Any
+
+
+def build_components(config: TrainConfig) -> Components:
+    """The validation pass: the device, the data source, the model and the defense (with its loss, miner and
+    options) built once, before anything touches the disk. Any invalid value fails here, naming it."""
+    config = config.resolved()
+    device = select_device(config.device)
+    seed_everything(config.seed)  # the model's initial weights come from the run's seed
+    splits = build_splits(config)
+    model = build_model_for(config, splits.train.image_shape)
+    defense = build_defense_for(config)
+    return Components(device=device, splits=splits, model=defense.prepare_model(model), defense=defense)

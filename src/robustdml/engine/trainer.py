@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import random
+import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
@@ -22,12 +25,12 @@ import torch
 from tqdm.auto import tqdm
 
 from robustdml.data.base import movable_to_device
-from robustdml.defenses import build_defense
 from robustdml.engine.checkpoint import load_checkpoint, save_checkpoint
-from robustdml.engine.config import TrainConfig
+from robustdml.engine.config import ConfigError, TrainConfig, resume_config
 from robustdml.engine.distributed import DistributedContext, init_distributed, shutdown_distributed
-from robustdml.engine.run_dir import RunDirectory
-from robustdml.engine.setup import build_model_for, build_splits, seed_everything, select_device
+from robustdml.engine.failures import RunFailed, RunInterrupted, resume_hint, runtime_failure
+from robustdml.engine.run_dir import RunDirectory, RunLock
+from robustdml.engine.setup import Components, build_components, select_device
 from robustdml.models.mode import eval_mode
 
 
@@ -78,26 +81,25 @@ def batches(dataset, sampler, num_workers: int, pin_memory: bool) -> Iterator[Tu
 
 class Trainer:
     def __init__(self, config: TrainConfig, run: RunDirectory, resume: bool = False,
-                 distributed: Optional[DistributedContext] = None):
+                 distributed: Optional[DistributedContext] = None, components: Optional[Components] = None):
+        """``components``: the run's pieces as built by the validation pass (built here when not given)."""
         self.config = config.resolved()
         self.run = run
         self.dist = distributed or DistributedContext()
         self.rank = self.dist.rank
         self.world_size = self.dist.world_size
         self.is_main = self.dist.is_main
-        self.device = select_device(self.config.device)
+        # Same global seed on every rank (identical initial weights); per-rank stream for adversaries.
+        components = components or build_components(self.config)
+        self.device = components.device
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
-        # Same global seed on every rank (identical initial weights); per-rank stream for adversaries.
-        seed_everything(self.config.seed)
         self.generator = torch.Generator().manual_seed(self.config.seed + self.rank)
-        self.splits = build_splits(self.config)
-        self.model = build_model_for(self.config, self.splits.train.image_shape).to(self.device)
+        self.splits = components.splits
+        self.model = components.model.to(self.device)
         if self.config.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.defense = build_defense(self.config.defense, loss=self.config.loss, miner=self.config.miner,
-                                     loss_options=self.config.loss_options, **self.config.defense_options)
-        self.model = self.defense.prepare_model(self.model)
+        self.defense = components.defense
         self.defense.embedding_hook = self.dist.gather_embeddings
         self.defense.world_size = self.world_size
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -112,10 +114,15 @@ class Trainer:
         self.train_seconds = 0.0
         self._collapsed_steps = 0
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.amp == "fp16" and self.device.type == "cuda")
-        if self.is_main:
-            self.config.save(run.config_path)
         if resume and run.last_checkpoint.is_file():
             self._load(run.last_checkpoint)
+        if self.epoch > self.config.epochs:
+            raise ConfigError(f"invalid epochs={self.config.epochs}: the run in {run.path} has already trained "
+                              f"{self.epoch} epochs; pass --epochs {self.epoch} or more")
+        if self.is_main:
+            if resume:  # rows logged after the checkpoint was written would be logged twice
+                run.truncate_metrics(self.global_step)
+            self.config.save(run.config_path)
         self._writer = None
 
     # ----------------------------------------------------------------------------- setup helpers
@@ -243,7 +250,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 if self.is_main and self.global_step % 10 == 0:
                     self.writer.add_scalar("train/loss", record["loss"], self.global_step)
-                if self.global_step % config.checkpoint_every == 0:
+                if self.global_step % config.checkpoint_every == 0 and self.step_in_epoch < total:
+                    # (an epoch's last step is checkpointed by _end_of_epoch, after its metrics row)
                     self.train_seconds += time.perf_counter() - epoch_start
                     epoch_start = time.perf_counter()
                     self.save(self.run.last_checkpoint)
@@ -292,31 +300,96 @@ class Trainer:
             test = self.evaluate(self.splits.test)
             results = {"checkpoint": selected, "epochs": self.epoch, "train_seconds": self.train_seconds,
                        "passes": self.total_passes, **{f"test/{k}": v for k, v in test.items()}}
-            self.run.write_json("results.json", results)
-            self.run.log_metrics({"final": True, **results})
+            self.run.write_json(RunDirectory.RESULTS, results)
+            self.run.log_metrics({"final": True, "step": self.global_step, **results})
             if self._writer is not None:
                 self._writer.close()
         self.dist.barrier()
         return results
 
 
-def train(config: TrainConfig, resume_dir: Optional[str] = None) -> Tuple[RunDirectory, Dict[str, Any]]:
-    """Train from ``config`` into a new run directory, or resume the run in ``resume_dir``."""
+def train(config: Optional[TrainConfig], resume_dir: Optional[str] = None, changes: Optional[Dict[str, Any]] = None,
+          overwrite: bool = False) -> Tuple[RunDirectory, Dict[str, Any]]:
+    """Train ``config`` into a new run directory, or resume the run in ``resume_dir``.
+
+    A new run is validated (config, data source, model, defense, device: :func:`build_components`)
+    before anything touches the disk; its directory must be new or empty (``overwrite`` empties an
+    old run). Resuming applies ``changes`` (the fields given again) where that is safe and refuses
+    the rest (:func:`resume_config`); a finished run is not trained again unless ``changes`` asks for
+    more epochs. The run directory is locked while the run lasts (:class:`RunLock`).
+    """
+    if resume_dir and overwrite:
+        raise ConfigError("--overwrite and --resume exclude each other: --resume continues the run, --overwrite "
+                          "replaces it")
     if resume_dir:
-        run = RunDirectory.open(resume_dir)
-        config = TrainConfig.load(run.config_path)
+        return _resume(RunDirectory.open(resume_dir), changes or {})
     config = config.resolved()
+    components = build_components(config)  # the validation pass: nothing is on disk yet
+    path = Path(config.output) if config.output else RunDirectory.default_path([config.dataset, config.loss,
+                                                                               config.defense])
+    context = init_distributed(components.device.type)
+    with _leaving_on_error(context), _main_rank_lock(context, path):
+        if context.is_main:
+            RunDirectory.create(str(path), [], overwrite=overwrite)
+        return _fit(config, RunDirectory(Path(context.broadcast(str(path)))), context, components, resume=False)
+
+
+def _resume(run: RunDirectory, changes: Dict[str, Any]) -> Tuple[RunDirectory, Dict[str, Any]]:
+    if changes.get("output") and Path(changes["output"]).resolve() != run.path.resolve():
+        raise ConfigError(f"--output {changes['output']} differs from the run being resumed ({run.path}); drop "
+                          "--output, or start a new run there without --resume")
+    saved = TrainConfig.load(run.config_path, run_directory=True)
+    config, applied = resume_config(saved, changes)
     context = init_distributed(select_device(config.device).type)
+    with _leaving_on_error(context), _main_rank_lock(context, run.path):
+        finished = run.results_path.is_file()
+        if finished and config.epochs <= saved.epochs:
+            if config.epochs < saved.epochs:
+                raise ConfigError(f"invalid epochs={config.epochs}: the run in {run.path} is finished after "
+                                  f"{saved.epochs} epochs; pass --epochs {saved.epochs + 1} or more to train longer")
+            shutdown_distributed(context)
+            if context.is_main:
+                print(f"{run.path} is finished ({saved.epochs} epochs); nothing to do (pass --epochs "
+                      f"{saved.epochs + 1} or more to train it longer)", file=sys.stderr)
+            return run, json.loads(run.results_path.read_text())
+        components = build_components(config)  # the validation pass, before this run writes anything
+        note: Dict[str, Any] = {"changed": applied} if applied else {}
+        if finished and context.is_main:  # a finished run's reports describe checkpoints about to change
+            note["removed"] = run.remove_reports()
+        return _fit(config, run, context, components, resume=True, note=note)
+
+
+@contextlib.contextmanager
+def _leaving_on_error(context: DistributedContext):
+    """On any error, leave the process group without waiting for peers that may never come."""
     try:
-        if not resume_dir:
-            path = context.broadcast(str(RunDirectory.create(config.output, [config.dataset, config.loss,
-                                                                              config.defense]).path)
-                                     if context.is_main else None)
-            run = RunDirectory(path)
-        trainer = Trainer(config, run, resume=bool(resume_dir), distributed=context)
-        results = trainer.fit()
+        yield
     except BaseException:
         shutdown_distributed(context, wait_for_peers=False)
+        raise
+
+
+def _main_rank_lock(context: DistributedContext, path: Path):
+    """The run directory's lock, held by the process that writes it (rank 0)."""
+    return RunLock(path, create=True) if context.is_main else contextlib.nullcontext()
+
+
+def _fit(config: TrainConfig, run: RunDirectory, context: DistributedContext, components: Components,
+         resume: bool, note: Optional[Dict[str, Any]] = None) -> Tuple[RunDirectory, Dict[str, Any]]:
+    """Run the trainer; runtime failures and Ctrl-C say where the last good checkpoint is."""
+    try:
+        trainer = Trainer(config, run, resume=resume, distributed=context, components=components)
+        if note and context.is_main:  # what changed on resuming is recorded with the metrics
+            run.log_metrics({"event": "resume", "resumed_at_step": trainer.global_step, **note})
+        results = trainer.fit()
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted; {resume_hint(run.path)}") from None
+    except Exception as error:
+        failure = runtime_failure(error)
+        if failure:
+            raise RunFailed(f"training stopped: {failure} ({type(error).__name__}: "
+                            f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no details'}); "
+                            f"{resume_hint(run.path)} once that is fixed") from error
         raise
     shutdown_distributed(context)
     return run, results

@@ -3,7 +3,8 @@
 Eval mode matters (BatchNorm statistics, dropout); the caller's train/eval mode is restored after.
 Datasets with a fast ``get_batch(indices)`` (whole-tensor datasets of the data layer) skip the
 DataLoader's per-item collation; anything else goes through a DataLoader, and a ready DataLoader
-is used as it is (its order defines the output order).
+is used as it is (its order defines the output order). The first batch must hold float pixels in [0,1]
+(``check_pixel_range``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from robustdml.data.checks import check_pixel_range
 from robustdml.models.mode import eval_mode
 
 
@@ -50,8 +52,10 @@ def compute_embeddings(model: torch.nn.Module, dataset_or_loader, batch_size: in
     # no_grad rather than inference_mode: the outputs are used as constant targets by attacks,
     # and inference tensors cannot take part in autograd.
     with torch.no_grad(), eval_mode(model):
-        for images, batch_labels in tqdm(batches, total=total, desc="embedding", unit="batch",
-                                         disable=not progress, leave=False):
+        for index, (images, batch_labels) in enumerate(tqdm(batches, total=total, desc="embedding", unit="batch",
+                                                            disable=not progress, leave=False)):
+            if index == 0:  # one look: 0..255 or mean/std-normalised images would run and mean nothing
+                check_pixel_range(images, "compute_embeddings: the first batch")
             embedded = model(images.to(device, non_blocking=True))
             if not isinstance(embedded, torch.Tensor) or embedded.ndim != 2:
                 raise ValueError("the model must return a [batch, dim] embedding tensor, got "

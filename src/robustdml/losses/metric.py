@@ -7,11 +7,11 @@ Every loss here expects L2-normalised embeddings (our models always produce them
 
 from __future__ import annotations
 
-import inspect
+import math
 
 from pytorch_metric_learning import losses, miners
 
-from robustdml.registry import Registry
+from robustdml.registry import Registry, builder_options, check_known_options
 
 LOSSES: Registry = Registry("loss")
 MINERS: Registry = Registry("miner")
@@ -58,15 +58,27 @@ def loss_kind(name: str) -> str:
     return _KIND[name]
 
 
+def _check_type(kind: str, name: str, key: str, value, default) -> None:
+    """An option's value must have its default's type: ``margin=abc`` fails here, not at the first step."""
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        what = "a finite number"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{kind} {name!r}: option {key} must be {what} (default {default!r}), got {value!r}")
+
+
 def _build(registry: Registry, name: str, options):
-    """Call the named builder; an option it does not take (e.g. a typo such as ``marign``) is an
-    error naming the valid ones, never silently ignored."""
+    """Call the named builder; an option it does not take (e.g. a typo such as ``marign``) or a value of
+    the wrong type is an error naming the valid ones, never silently ignored."""
     builder = registry.get(name)
-    valid = list(inspect.signature(builder).parameters)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"{registry.kind} {name!r} has no option(s) {', '.join(unknown)}; "
-                         f"its options: {', '.join(valid) or 'none'}")
+    valid = builder_options(builder)
+    check_known_options(registry.kind, name, options, valid)
+    for key, value in options.items():
+        _check_type(registry.kind, name, key, value, valid[key])
     return builder(**options)
 
 

@@ -5,7 +5,7 @@ pixel units, exactly as the papers do.
 """
 
 from robustdml.models.embedding import EmbeddingModel
-from robustdml.models.factory import MODELS, build_model
+from robustdml.models.factory import MODELS, build_model, model_options
 from robustdml.models.mode import eval_mode
 
-__all__ = ["EmbeddingModel", "MODELS", "build_model", "eval_mode"]
+__all__ = ["EmbeddingModel", "MODELS", "build_model", "eval_mode", "model_options"]

@@ -1,18 +1,22 @@
 """torchvision ResNet backbones with frozen batch norm, as in the DML literature.
 
-ImageNet weights are never downloaded at run time: they are read from torch's hub cache (where
-``torchvision`` would have put them) or from a path the user gives. When they are missing we say
-exactly where to put them, or to pass ``pretrained="none"``.
+ImageNet weights are read from torch's hub cache, where torchvision's weights API keeps them; when
+they are missing there they are downloaded the way that API does (``torch.hub``, checking the
+SHA-256 prefix in the file name). Offline, the error says exactly where to put the file, or to pass
+``pretrained="none"``. A path given by the user is read as it is.
 """
 
 from __future__ import annotations
 
 import os
+import urllib.error
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
+
+from robustdml.data.download import DownloadError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,21 +31,38 @@ class PretrainedWeightsNotFound(FileNotFoundError):
     """ImageNet weights were asked for but are not on this machine."""
 
 
+def imagenet_weights_url(arch: str) -> str:
+    """torchvision's URL of the ImageNet weights of ``arch``; the file name carries a SHA-256 prefix."""
+    return _WEIGHTS[arch].url
+
+
 def imagenet_weights_path(arch: str) -> Path:
     """Where torchvision caches the ImageNet weights of ``arch`` (``$TORCH_HOME/hub/checkpoints``)."""
-    url = _WEIGHTS[arch].url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(imagenet_weights_url(arch))
+
+
+def _download_imagenet_weights(arch: str) -> None:
+    """Fetch the weights into the hub cache as torchvision's ``Weights.get_state_dict`` does, with the hash check."""
+    url, path = imagenet_weights_url(arch), imagenet_weights_path(arch)
+    try:
+        torch.hub.load_state_dict_from_url(url, model_dir=str(path.parent), map_location="cpu", progress=True,
+                                           check_hash=True, weights_only=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise DownloadError(
+            f"ImageNet weights for {arch} are not in {path} and could not be downloaded from {url} ({reason}). "
+            f"Offline? Download that file on a machine with internet and copy it to {path} (or pass "
+            "--pretrained PATH), or train from scratch with --pretrained none") from None
 
 
 def _load_state_dict(arch: str, pretrained: str) -> dict:
     path = imagenet_weights_path(arch) if pretrained == "imagenet" else Path(pretrained)
+    if pretrained == "imagenet" and not path.is_file():
+        _download_imagenet_weights(arch)
     if not path.is_file():
-        url = _WEIGHTS[arch].url
         raise PretrainedWeightsNotFound(
-            f"ImageNet weights for {arch} not found at {path}. Download {url} on a machine with internet "
-            f"access and copy it to {imagenet_weights_path(arch)} (or pass --pretrained PATH), or train "
-            f"from scratch with --pretrained none."
-        )
+            f"pretrained weights {path} do not exist; pass --pretrained imagenet (downloads torchvision's "
+            f"ImageNet weights), the path of a torchvision state dict, or none")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt or truncated download

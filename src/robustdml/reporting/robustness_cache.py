@@ -14,17 +14,18 @@ import json
 from pathlib import Path
 from typing import Dict
 
-from robustdml.engine.evaluate import load_run
-from robustdml.engine.run_dir import RunDirectory
+from robustdml.engine.config import TrainConfig
+from robustdml.engine.evaluate import checkpoint_to_load, load_run
+from robustdml.engine.run_dir import RunDirectory, lock_run_dir
 from robustdml.reporting.suites import AttackProtocol
 
 
 def checkpoint_file(run_path: Path, checkpoint: str = "best") -> Path:
-    """The file ``load_run`` uses for ``checkpoint`` (best.pt when it exists for "best", else last.pt)."""
-    run = RunDirectory(run_path)
-    if checkpoint == "best" and run.best_checkpoint.is_file():
-        return run.best_checkpoint
-    return run.last_checkpoint
+    """The file ``load_run`` loads for ``checkpoint`` (it refuses a missing best.pt the same way)."""
+    run = RunDirectory.open(run_path)
+    config = TrainConfig.load(run.config_path, run_directory=True).resolved()
+    used = checkpoint_to_load(run, config, checkpoint)
+    return run.best_checkpoint if used == "best" else run.last_checkpoint
 
 
 def file_digest(path: Path) -> str:
@@ -38,9 +39,8 @@ def file_digest(path: Path) -> str:
 def robustness_key(run_path: Path, protocol: AttackProtocol, seed: int, checkpoint: str = "best",
                    bn: str = "clean") -> str:
     """The folder name of a result: checkpoint, weights digest, batch norm, seed, spec hash."""
-    RunDirectory.open(run_path)  # a clear error when it is not a run directory
-    weights = file_digest(checkpoint_file(run_path, checkpoint))[:10]
-    return f"{checkpoint}-{weights}-bn-{bn}-seed{seed}-spec-{protocol.spec.key()}"
+    path = checkpoint_file(run_path, checkpoint)
+    return f"{path.stem}-{file_digest(path)[:10]}-bn-{bn}-seed{seed}-spec-{protocol.spec.key()}"
 
 
 def robustness_folder(run_path: Path, protocol: AttackProtocol, seed: int, checkpoint: str = "best",
@@ -50,16 +50,20 @@ def robustness_folder(run_path: Path, protocol: AttackProtocol, seed: int, check
 
 def robustness_for(run_path: Path, protocol: AttackProtocol, seed: int, device: str = "auto",
                    progress: bool = True, checkpoint: str = "best", bn: str = "clean") -> Dict:
-    """The run's robustness under ``protocol`` with attack seed ``seed``, computed once and cached."""
+    """The run's robustness under ``protocol`` with attack seed ``seed``, computed once and cached.
+
+    The run directory is locked while the result is computed (one process at a time)."""
     from robustdml.attacks.suite import evaluate_robustness
 
     folder = robustness_folder(run_path, protocol, seed, checkpoint, bn)
     cache = folder / "robustness.json"
     if cache.is_file():
         return json.loads(cache.read_text())
-    loaded = load_run(run_path, checkpoint=checkpoint, device=device, distribution=bn)
-    report = evaluate_robustness(loaded.model, loaded.splits.test, protocol.spec, seed=seed,
-                                 batch_size=loaded.config.eval_batch_size, device=loaded.device, progress=progress)
-    report.settings.update({"run": str(run_path), "checkpoint": checkpoint, "bn": bn})
-    report.write(folder)
+    with lock_run_dir(run_path):
+        loaded = load_run(run_path, checkpoint=checkpoint, device=device, distribution=bn)
+        report = evaluate_robustness(loaded.model, loaded.splits.test, protocol.spec, seed=seed,
+                                     batch_size=loaded.config.eval_batch_size, device=loaded.device,
+                                     progress=progress)
+        report.settings.update({"run": str(run_path), **loaded.describe()})
+        report.write(folder)
     return report.to_dict()

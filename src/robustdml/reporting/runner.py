@@ -29,7 +29,7 @@ def train_or_resume(config: TrainConfig, run_path: Path) -> Dict:
     results = run_path / "results.json"
     if results.is_file():
         return json.loads(results.read_text())
-    if (run_path / RunDirectory.CONFIG).is_file() and (run_path / RunDirectory.LAST).is_file():
+    if (run_path / RunDirectory.CONFIG).is_file():  # interrupted (before its first checkpoint: from step 0)
         return train(None, resume_dir=str(run_path))[1]
     config.output = str(run_path)
     return train(config)[1]
