@@ -243,6 +243,7 @@ def test_report_from_numbers_explains_itself_and_bolds_the_best(tmp_path):
     assert seen == {"runs": ["natural", "EST"], "figures": output / "figures"}
     html = (output / "report.html").read_text()
     assert "<h2>Ours vs published</h2>" in html
+    assert tuple(findings.ERS_TERMS) == ERS_INPUTS
     assert "higher = more robust" in html and all(term in html for term in ERS_INPUTS)  # ERS explained
     assert "<td><b>50.0</b><span class='ci'>" in html  # EST's robust R@1 at eps 0.1, the best of its column
     assert "Highest ERS: <b>EST 70.0</b>" in html
