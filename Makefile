@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 data: setup
 	@sh scripts/get-fashion-mnist.sh $(BIN)/robustdml
 
+# Also refreshes the README's gallery image from the report (the naturally trained run).
 demo: data
 	$(BIN)/robustdml benchmark defenses --output reports/demo
+	cp reports/demo/figures/gallery_0_natural.png docs/gallery-natural.png
 
 test: data
 	$(BIN)/python -m pytest -q -x --durations=15

@@ -4,10 +4,17 @@ import json
 
 import pytest
 
-from robustdml.cli import main
-from robustdml.reporting.report import build_report
-from robustdml.reporting.runner import run_suite
+import re
+
 from robustdml.attacks.spec import AttackSpec
+from robustdml.cli import main
+from robustdml.engine.config import TrainConfig
+from robustdml.evaluation.ers import ERS_INPUTS
+from robustdml.evaluation.intervals import binomial_interval
+from robustdml.reporting import findings
+from robustdml.reporting.blocks import Heading, Paragraph, Table, Column, Cell
+from robustdml.reporting.report import Estimate, RunSummary, render_report
+from robustdml.reporting.runner import run_suite
 from robustdml.reporting.suites import SUITES, AttackProtocol, build_suite, select_runs
 
 
@@ -15,17 +22,87 @@ def _png(path):
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def markdown_tables(markdown):
+    """(header, rows) of every table in a Markdown text."""
+    tables, lines = [], markdown.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("| --- |"):
+            split = lambda text: [cell.strip() for cell in text.strip().strip("|").split(" | ")]  # noqa: E731
+            rows, j = [], i + 2
+            while j < len(lines) and lines[j].startswith("| "):
+                rows.append(split(lines[j]))
+                j += 1
+            tables.append((split(line), rows))
+    return tables
+
+
+def check_structure(output):
+    """What every report must satisfy: the headline before any table, a viewport for phones, no
+    empty or duplicate columns, and every image it references on disk."""
+    html = (output / "report.html").read_text()
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in html
+    body = html.split("<body>", 1)[1]
+    assert body.index("id='key-findings'") < body.index("<table"), "the key findings come first"
+    assert "How to read this." in body and "Clopper-Pearson" in body
+    assert "<div class='scroll'><table>" in body  # wide tables scroll inside their box, not the page
+    images = re.findall(r"<img src='([^']+)'", html)
+    assert images and all((output / src).is_file() for src in images), images
+    tables = markdown_tables((output / "report.md").read_text())
+    assert tables
+    for header, rows in tables:
+        assert len(set(header)) == len(header), f"duplicate columns: {header}"
+        assert all(len(row) == len(header) for row in rows), header
+        for index, name in enumerate(header):
+            assert any(row[index] not in ("", "-") for row in rows), f"column {name!r} is empty"
+
+
+def _rate(hits, n):
+    return {"R@1": hits / n, "R@1_ci": list(binomial_interval(hits, n)), "queries": n, "mAP@R": hits / n / 2}
+
+
+def fake_run(tmp_path, label, benign, robust, clean=(250, 300), ers=None, unconverged=(), unbounded=0.0,
+             warnings=(), defense="natural", epochs=2, seeds=(0,)):
+    """A RunSummary with made-up numbers: ``robust = {eps: (hits, queries)}`` for every seed."""
+    reports = []
+    for seed in seeds:
+        reports.append({
+            "clean": _rate(*clean), "rows": [],
+            "worst_case": {str(eps): {**_rate(*hits), "passes_per_query": 10.0} for eps, hits in robust.items()},
+            "convergence": {str(eps): {"probe": 20, "R@1": 0.5, "stronger_R@1": 0.4 if eps in unconverged else 0.5,
+                                       "drop": 0.1 if eps in unconverged else 0.0, "converged": eps not in unconverged,
+                                       "newly_broken_by": {}, "stronger": "x", "passes_per_query": 1.0}
+                            for eps in robust},
+            "ers": None if ers is None else {"ERS": ers, "terms": {k: ers for k in ERS_INPUTS}, "spec": {"eps": [0.3]},
+                                             "spec_text": "pgd", "published": True},
+            "warnings": list(warnings),
+            "settings": {"seed": seed, "queries": clean[1], "gallery": 1000, "unbounded_R@1": unbounded,
+                         "seconds": 5.0, "versions": {"robustdml": "test"}}})
+    path = tmp_path / label
+    path.mkdir()
+    return RunSummary(path=path, label=label, config=TrainConfig(dataset="fashion-mnist", defense=defense),
+                      results={"test/R@1": benign, "test/mAP@R": benign / 2, "test/NMI": 0.6, "passes": 10.0,
+                               "train_seconds": 3.0},
+                      history=[{"epoch": e, "step": 5 * e, "train_loss": 1 / e, "val/R@1": 0.5 + 0.1 * e}
+                               for e in range(1, epochs + 1)],
+                      robustness=reports, robustness_dirs=[path / "robustness" / f"seed{s}" for s in seeds])
+
+
+PROTOCOL = AttackProtocol(spec=AttackSpec(eps=(0.05, 0.1), max_queries=300))
+
+
 def test_synthetic_suite_report_and_resume(tmp_path):
     suite = build_suite("synthetic")
     suite.protocol = AttackProtocol(spec=AttackSpec(eps=(0.1, 0.2), steps=3, max_queries=100, probe_queries=20))
     output = run_suite(suite, tmp_path / "report", device="cpu", progress=False, overrides={"epochs": 2})
     markdown = (output / "report.md").read_text()
-    assert "| natural | natural |" in markdown and "| robust triplet | robust-triplet |" in markdown
+    assert "| natural |" in markdown and "| robust triplet |" in markdown
     assert str(output / "runs" / "natural") in markdown  # every row traces to its run directory
+    assert "defense: robust-triplet; defense_options: {eps: 0.15}" in markdown  # differences from the shared config
     assert "Overridden in every run: epochs = 2." in markdown
     figures = output / "figures"
-    for name in ("robust_r1_vs_eps.png", "training_curves.png", "gallery_0_natural.png"):
+    for name in ("robust_r1_vs_eps.png", "gallery_0_natural.png"):
         assert _png(figures / name), name  # embedding-shift plot for 2-d embeddings
+    assert not (figures / "validation_r1.png").exists(), "2 epochs: a table, not a two-point curve"
     assert "<table>" in (output / "report.html").read_text()
 
     results = output / "runs" / "natural" / "results.json"
@@ -37,15 +114,49 @@ def test_synthetic_suite_report_and_resume(tmp_path):
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in cache.items()), "robustness was recomputed"
 
 
-def test_report_command_renders_a_retrieval_gallery(natural_fmnist_run, tmp_path):
-    output = tmp_path / "report"
+@pytest.fixture(scope="module")
+def rendered_report(natural_fmnist_run, tmp_path_factory):
+    """``robustdml report`` on the session's small Fashion-MNIST run (cheap attack settings)."""
+    output = tmp_path_factory.mktemp("report") / "report"
     code = main(["report", str(natural_fmnist_run[0]), "--output", str(output), "--eps", "0.05,0.1", "--steps", "2",
                  "--max-queries", "50", "--probe-queries", "0", "--device", "cpu"])
     assert code == 0
-    galleries = list((output / "figures").glob("gallery_*.png"))
+    return output
+
+
+def test_report_command_renders_a_retrieval_gallery(rendered_report):
+    galleries = list((rendered_report / "figures").glob("gallery_*.png"))
     assert len(galleries) == 1 and _png(galleries[0])
-    table = json.loads((output / "results.json").read_text())
-    assert table["rows"][0][1] == "natural" and len(table["rows"][0]) == len(table["header"])
+    table = json.loads((rendered_report / "results.json").read_text())
+    assert table["rows"][0][0] == "natural" and len(table["rows"][0]) == len(table["header"])
+    run = table["runs"][0]
+    assert run["defense"] == "natural" and run["queries"] == 50 and run["seeds"] == [0]
+    low, high = run["robust"]["0.1"]["R@1_ci"]
+    assert low <= run["robust"]["0.1"]["R@1"] <= high
+
+
+def test_rendered_report_structure(rendered_report):
+    check_structure(rendered_report)
+
+
+def test_report_layout_in_a_real_browser(rendered_report, tmp_path):
+    """Headless Chromium at 1400 and 420 px: no sideways scrolling, the headline in the first screen."""
+    from robustdml.reporting import browser
+
+    if not browser.find_browser():
+        pytest.skip(f"chromium not installed: no {' / '.join(browser.BROWSERS)} on PATH, so the report's layout "
+                    "was not checked in a browser (apt-get install chromium; .ci/run installs it when it can)")
+    for width in (1400, 420):
+        try:
+            layout = browser.measure(rendered_report / "report.html", width)
+        except browser.BrowserUnavailable as error:
+            pytest.skip(f"chromium is installed but does not start here: {error}")
+        assert layout["width"] == width
+        assert layout["scrollWidth"] <= width, f"the page scrolls sideways at {width} px: {layout}"
+        assert layout["headline_bottom"] is not None and layout["headline_bottom"] <= 800, layout
+        assert layout["images"] >= 2 and layout["broken_images"] == 0, layout
+        shot = browser.screenshot(rendered_report / "report.html", width, tmp_path / f"report-{width}.png")
+        assert _png(shot)
 
 
 def test_every_suite_builds_in_both_scales():
@@ -71,3 +182,72 @@ def test_unfinished_run_is_reported_clearly(tmp_path, capsys):
     (tmp_path / "run" / "config.yaml").write_text("dataset: synthetic-gaussian\n")
     assert main(["report", str(tmp_path / "run"), "--output", str(tmp_path / "out")]) == 2
     assert "has not finished" in capsys.readouterr().err
+
+
+def _findings(runs):
+    box = findings.key_findings(runs, PROTOCOL)
+    return box, " ".join(item for block in box.blocks if hasattr(block, "items") for item in block.items)
+
+
+def test_headline_names_a_clear_leader_with_its_benign_cost(tmp_path):
+    natural = fake_run(tmp_path, "natural", 0.80, {0.05: (120, 300), 0.1: (30, 300)})
+    est = fake_run(tmp_path, "EST", 0.70, {0.05: (125, 300), 0.1: (150, 300)}, defense="est")
+    _, text = _findings([natural, est])
+    assert "eps 0.1: **EST** is the most robust, 50.0% [" in text
+    assert "gives up 10.0 points of benign R@1 (70.0 against 80.0 for natural)" in text
+    assert "eps 0.05: **no clear leader**: all 2 runs are statistically tied" in text  # 41.7 vs 40.0 on 300 queries
+
+
+def test_overlapping_intervals_name_the_tied_runs(tmp_path):
+    runs = [fake_run(tmp_path, name, 0.8, {0.05: hits, 0.1: hits}) for name, hits in
+            (("a", (150, 300)), ("b", (140, 300)), ("c", (30, 300)))]
+    _, text = _findings(runs)
+    assert "the highest, a 50.0% [" in text and "is statistically tied with b 46.7" in text
+    assert "most robust" not in text and "c 10.0" not in text
+
+
+def test_failed_checks_lead_the_headline(tmp_path):
+    fine = fake_run(tmp_path, "fine", 0.8, {0.05: (100, 300), 0.1: (50, 300)})
+    shaky = fake_run(tmp_path, "shaky", 0.8, {0.05: (100, 300), 0.1: (50, 300)}, unconverged=(0.1,), unbounded=0.4,
+                     warnings=["eps 0.1: not converged", "unbounded: masked", "robust R@1 rises with eps"])
+    box, _ = _findings([fine, shaky])
+    assert isinstance(box.blocks[0], Heading) and isinstance(box.blocks[1], Paragraph)
+    warning = box.blocks[1]
+    assert warning.style == "warning" and "Checks failed for 1 of 2 run(s)" in warning.text
+    assert "shaky: attack not converged at eps 0.1, masked gradients suspected (an unbounded attack leaves R@1 " \
+           "at 40.0%), 1 other failed check(s)" in warning.text
+    assert findings.warning_box([fine]) is None
+
+
+def test_several_seeds_give_mean_std_and_the_union_of_intervals():
+    one, two = _rate(100, 300), _rate(130, 300)
+    estimate = Estimate.of([one, two])
+    assert estimate.value == pytest.approx(115 / 300) and estimate.std is not None
+    assert (estimate.low, estimate.high) == (one["R@1_ci"][0], two["R@1_ci"][1])
+    assert estimate.text().startswith("38.3 ± 7.1% [")
+
+
+def test_report_from_numbers_explains_itself_and_bolds_the_best(tmp_path):
+    runs = [fake_run(tmp_path, "natural", 0.80, {0.05: (120, 300), 0.1: (30, 300)}, ers=40.0),
+            fake_run(tmp_path, "EST", 0.70, {0.05: (125, 300), 0.1: (150, 300)}, ers=70.0, defense="est", epochs=3)]
+    seen = {}
+
+    def ours_vs_published(summaries, figures):
+        seen["runs"], seen["figures"] = [run.label for run in summaries], figures
+        return [Heading("Ours vs published"), Table([Column("run", left=True), Column("R@1", best="max")],
+                                                    [[run.label, Cell(f"{run.benign():.2f}", run.benign())]
+                                                     for run in summaries])]
+
+    output = render_report(runs, tmp_path / "report", PROTOCOL, sections=ours_vs_published, galleries=False)
+    check_structure(output)
+    assert seen == {"runs": ["natural", "EST"], "figures": output / "figures"}
+    html = (output / "report.html").read_text()
+    assert "<h2>Ours vs published</h2>" in html
+    assert tuple(findings.ERS_TERMS) == ERS_INPUTS
+    assert "higher = more robust" in html and all(term in html for term in ERS_INPUTS)  # ERS explained
+    assert "<td><b>50.0</b><span class='ci'>" in html  # EST's robust R@1 at eps 0.1, the best of its column
+    assert "Highest ERS: <b>EST 70.0</b>" in html
+    assert "1000 test items" in html and "300 attacked queries" in html  # why benign and clean differ
+    assert "defense: est" in html and "(none)" not in html  # the shared config once, each run's differences
+    for name in ("robust_r1_vs_eps.png", "validation_r1.png", "training_loss.png"):
+        assert _png(output / "figures" / name), name  # 3 epochs: curves

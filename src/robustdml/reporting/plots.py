@@ -1,4 +1,5 @@
-"""Plots of a report: robust R@1 against eps, training curves, embeddings with adversarial shifts.
+"""Plots of a report: line plots (robust R@1 against eps, training curves), embeddings with adversarial
+shifts, retrieval galleries.
 
 Everything renders with matplotlib's Agg backend to PNG files (no display needed).
 """
@@ -16,42 +17,73 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def robust_curves(curves: Dict[str, List[tuple]], path: Path, title: str = "") -> Path:
-    """``curves[label] = [(eps, R@1 in [0,1]), ...]`` (eps 0 = clean) -> one line per label."""
-    figure, axis = plt.subplots(figsize=(5.5, 3.8))
-    for label, points in curves.items():
-        points = sorted(points)
-        axis.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", label=label)
-    axis.set(xlabel="eps (pixel units, linf)", ylabel="robust R@1 (%)", ylim=(0, 100), title=title)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+# Readable at phone width: the page shows a figure about 400 px wide there, so fonts are large,
+# every line has its own marker and dash pattern (not colour alone), and PNGs are saved at 200 dpi.
+STYLE = {"font.size": 14, "axes.titlesize": 14, "axes.labelsize": 14, "xtick.labelsize": 13,
+         "ytick.labelsize": 13, "legend.fontsize": 13}
+DPI = 200
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h")
+DASHES = ("-", "--", "-.", ":")
 
 
-def training_curves(histories: Dict[str, List[dict]], path: Path) -> Path:
-    """Training loss and validation R@1 per epoch for each run."""
-    figure, (loss_axis, r1_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for label, records in histories.items():
-        epochs = [r for r in records if "epoch" in r and not r.get("final")]
-        if not epochs:
-            continue
-        x = [r["epoch"] for r in epochs]
-        loss_axis.plot(x, [r.get("train_loss") for r in epochs], marker=".", label=label)
-        if any("val/R@1" in r for r in epochs):
-            r1_axis.plot(x, [100 * r.get("val/R@1", float("nan")) for r in epochs], marker=".", label=label)
-    loss_axis.set(xlabel="epoch", ylabel="training loss")
-    r1_axis.set(xlabel="epoch", ylabel="validation R@1 (%)")
-    for axis in (loss_axis, r1_axis):
+def line_style(index: int) -> dict:
+    """Colour, marker and dash pattern of the ``index``-th line (no two of the first 10 alike)."""
+    return {"color": f"C{index % 10}", "marker": MARKERS[index % len(MARKERS)],
+            "linestyle": DASHES[index % len(DASHES)], "markersize": 7, "linewidth": 1.8}
+
+
+def _legend_columns(labels: Sequence[str]) -> int:
+    return min(len(labels), 3 if max(map(len, labels), default=0) <= 12 else 2)
+
+
+def _legend_below(axis, labels: Sequence[str]) -> None:
+    """The legend under the plot (never over the lines), in as many columns as fit."""
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=_legend_columns(labels), frameon=False)
+
+
+def lines(series: Dict[str, List[tuple]], path: Path, xlabel: str, ylabel: str, title: str = "",
+          xticks: Sequence[tuple] = (), ylim: tuple = None, integer_x: bool = False) -> Path:
+    """One line per label: ``series[label] = [(x, y) or (x, y, y_low, y_high), ...]``; with low/high
+    the points get error bars (shifted a little sideways per line so they stay apart). ``xticks``:
+    (position, text) pairs. Any suite may use it for its own figures (e.g. a clean-R@1 difference
+    against the training fraction)."""
+    with plt.rc_context(STYLE):
+        rows = -(-len(series) // _legend_columns(list(series)))
+        figure, axis = plt.subplots(figsize=(5.6, 3.6 + 0.3 * rows))
+        bars = any(len(p) == 4 for points in series.values() for p in points)
+        shift = 0.012 * (max((p[0] for pts in series.values() for p in pts), default=1) or 1) if bars else 0
+        for index, (label, points) in enumerate(series.items()):
+            points = sorted(points)
+            x = [p[0] + (index - (len(series) - 1) / 2) * shift for p in points]
+            errors = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]] if bars else None
+            axis.errorbar(x, [p[1] for p in points], yerr=errors, label=label, capsize=3, elinewidth=1,
+                          **line_style(index))
+        if xticks:
+            axis.set_xticks([t[0] for t in xticks], [t[1] for t in xticks])
+        if integer_x:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        if ylim:
+            axis.set_ylim(*ylim)
         axis.grid(alpha=0.3)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-    loss_axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        _legend_below(axis, list(series))
+        figure.tight_layout()
+        figure.savefig(path, dpi=DPI, bbox_inches="tight")
+        plt.close(figure)
     return path
+
+
+def robust_curves(curves: Dict[str, List[tuple]], path: Path, queries: str = "") -> Path:
+    """``curves[label] = [(eps, R@1, low, high), ...]`` (fractions; eps 0 = the same queries, clean),
+    evenly spaced on the x axis, each point with its 95% interval; ``queries``: how many (for the label)."""
+    eps = sorted({p[0] for points in curves.values() for p in points})
+    position = {e: i for i, e in enumerate(eps)}
+    series = {label: [(position[p[0]], 100 * p[1], 100 * p[2], 100 * p[3]) for p in points]
+              for label, points in curves.items()}
+    ticks = [(i, "clean" if e == 0 else f"{e:g}") for e, i in position.items()]
+    return lines(series, path, xlabel="eps (linf, pixel units; evenly spaced)",
+                 ylabel=" ".join(filter(None, ["R@1 of", queries, "attacked queries (%)"])), xticks=ticks,
+                 ylim=(0, 100))
 
 
 def embedding_shifts(clean: np.ndarray, adversarial: np.ndarray, labels: np.ndarray, neighbours: np.ndarray,
@@ -68,7 +100,7 @@ def embedding_shifts(clean: np.ndarray, adversarial: np.ndarray, labels: np.ndar
     axis.set(title=title, xlabel="embedding 1", ylabel="embedding 2", aspect="equal", xlim=(-1.1, 1.1),
              ylim=(-1.1, 1.1))
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=150)
     plt.close(figure)
     return path
 
@@ -79,23 +111,24 @@ def retrieval_gallery(queries: Sequence[np.ndarray], clean_rows: Sequence[Sequen
                       attacked_queries: Sequence[np.ndarray] | None = None) -> Path:
     """For each query: the query, its top-k clean results, then the top-k of its attacked version.
 
-    Green borders: same class as the query; red: another class.
+    Green borders: same class as the query; red: another class (the report's legend says so).
     """
     rows, k = len(queries), len(clean_rows[0])
     figure, axes = plt.subplots(2 * rows, k + 1, figsize=(1.1 * (k + 1), 1.15 * 2 * rows), squeeze=False)
     for r in range(rows):
         shown = attacked_queries[r] if attacked_queries is not None else queries[r]
         for line, (query, images, correct, label) in enumerate([
-                (queries[r], clean_rows[r], clean_correct[r], "clean"),
-                (shown, attacked_rows[r], attacked_correct[r], "attacked")]):
+                (queries[r], clean_rows[r], clean_correct[r], "query"),
+                (shown, attacked_rows[r], attacked_correct[r], "attacked query")]):
             axis = axes[2 * r + line, 0]
             _show(axis, query, "black")
-            axis.set_title(f"query ({label})", fontsize=6)
+            axis.set_title(label, fontsize=8)
             for c in range(k):
                 _show(axes[2 * r + line, c + 1], images[c], "tab:green" if correct[c] else "tab:red")
-    figure.suptitle(title, fontsize=9)
+    if title:
+        figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=150)
     plt.close(figure)
     return path
 

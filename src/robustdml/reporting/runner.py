@@ -67,4 +67,5 @@ def run_suite(suite: Suite, output: Path, device: str = "auto", progress: bool =
         notes.append("Overridden in every run: " + ", ".join(f"{key} = {value}" for key, value in overrides.items()) + ".")
     command = command or f"robustdml benchmark {suite.name}" + (" --full" if suite.scale == "full" else "")
     return build_report(run_paths, output, protocol=suite.protocol, title=f"robustdml benchmark: {suite.name}",
-                        description=suite.description, notes=notes, labels=labels, command=command, device=device)
+                        description=suite.description, notes=notes, labels=labels, command=command, device=device,
+                        sections=suite.sections)

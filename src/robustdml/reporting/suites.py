@@ -8,10 +8,15 @@ reproduced with ``robustdml train --config RUN_DIR/config.yaml``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from robustdml.attacks.spec import AttackSpec, ers_spec
 from robustdml.registry import Registry
+
+if TYPE_CHECKING:  # the report imports this module; the types are only for readers
+    from robustdml.reporting.blocks import Block
+    from robustdml.reporting.report import RunSummary
 
 SUITES: Registry = Registry("benchmark suite")
 
@@ -47,12 +52,23 @@ class AttackProtocol:
 
 @dataclass
 class Suite:
+    """A benchmark: runs, how robustness is measured, and what its report says beyond the standard.
+
+    ``sections(runs, figures)``, when given, returns extra report blocks (``robustdml.reporting.blocks``:
+    ``Heading``, ``Paragraph``, ``Table``, ``Figure``, ...) placed after the standard results and
+    costs; ``runs`` are the report's ``RunSummary`` objects in suite order (``run.label``,
+    ``run.path.name`` = the RunSpec name, ``run.config``, ``run.benign("R@1")``,
+    ``run.robust_r1(eps)`` -> ``Estimate`` with ``value``, ``low``, ``high``, ``cell()``, ``run.ers``),
+    ``figures`` the folder to save PNGs into (``plots.lines`` draws a readable line plot).
+    """
+
     name: str
     description: str
     runs: List[RunSpec]
     protocol: AttackProtocol
     scale: str
     notes: List[str] = field(default_factory=list)
+    sections: Optional[Callable[[List["RunSummary"], Path], List["Block"]]] = None
 
 
 def select_runs(suite: Suite, names: List[str]) -> Suite:
@@ -144,9 +160,10 @@ def defenses(full: bool = False, eta: Optional[int] = None) -> Suite:
         RunSpec("mdprop", "MDProp", {**_base(full), "defense": "mdprop"}),
     ]
     protocol = _protocol(full, ers=True)
-    notes = _cpu_note(full) + [f"Adversarial training with eta = {steps} PGD steps at eps = 77/255 "
-                               "(robust triplet: eps 0.1, 5 steps by default; MDProp: the reference's one step of eps 0.01 in "
-                               "normalised input space).",
+    notes = _cpu_note(full) + [f"Adversarial training with eta = {steps} PGD steps at eps = 77/255 for EST, ACT "
+                               f"and HM; robust triplet: eta = {steps} steps at its own eps 0.1; MDProp: the "
+                               "reference's one step of eps 0.01 in normalised input space (each run's exact options: "
+                               "Setting and configuration).",
                                "ERS uses the published 28px profile (PGD, 32 steps of 3/255 from the clean image, "
                                "eps 77/255) on the same queries."]
     return Suite("defenses", defenses.__doc__, runs, protocol, "full" if full else "cpu", notes)
