@@ -113,6 +113,8 @@ def test_section_gives_mean_std_paired_differences_and_a_verdict_per_fraction(gr
     assert rows[("0.1", "natural")][5] == "-"
     assert rows[("0.1", "MDProp")][5].startswith("+0.7 ± 1.5 [")  # per-seed differences +1, +2, -1
     assert rows[("0.5", "MDProp")][5].startswith("+3.0 ± 0.0 [")
+    assert any("of these 4 comparisons about 0.2 would cross 0 by chance" in getattr(block, "text", "")
+               for block in blocks)  # 2 fractions x (clean, robust)
     verdicts = next(block for block in blocks if isinstance(block, Bullets)).items
     assert len(verdicts) == 2
     assert verdicts[0].startswith("**fraction 0.1** (27 images): clean R@1 against natural: MDProp +0.7 ± 1.5, within "
@@ -132,6 +134,6 @@ def test_suite_report_puts_the_section_first_and_features_a_few_runs(grid_runs, 
     check_structure(output)
     markdown = (output / "report.md").read_text()
     assert markdown.index("## Over seeds") < markdown.index("## Results per run")
-    assert "Plotted: 2 of the 12 runs (natural-f0.1-s0, mdprop-f0.1-s0)." in markdown
+    assert "Plotted: 2 of the 12 runs (natural-f0.1-s0; mdprop-f0.1-s0)." in markdown
     assert any(header[:2] == ["fraction", "method"] for header, _ in markdown_tables(markdown))
     assert _png(output / "figures" / "clean_r1_difference.png")

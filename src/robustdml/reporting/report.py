@@ -470,7 +470,7 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
     blocks += [key_findings(runs, protocol), how_to_read(runs, protocol)] + (extra if sections_first else [])
     curves = robust_figure(shown, protocol, figures / "robust_r1_vs_eps.png")
     if len(shown) < len(runs):
-        curves.caption += f" Plotted: {len(shown)} of the {len(runs)} runs ({', '.join(r.label for r in shown)})."
+        curves.caption += f" Plotted: {len(shown)} of the {len(runs)} runs ({'; '.join(r.label for r in shown)})."
     blocks += [Heading("Results" + (" per run" if sections_first else ""), anchor="results"), Grid([table, curves])]
     if epochs >= MIN_EPOCHS_TO_PLOT:
         blocks += [Heading("Training", 3), Grid(training_figures(shown, figures))]

@@ -132,82 +132,113 @@ def _eps_of(runs: Sequence["RunSummary"]) -> List[float]:
     return sorted({float(eps) for run in runs for report in run.robustness[:1] for eps in report["worst_case"]})
 
 
+@dataclass
+class _Numbers:
+    """Everything the section shows, computed once from the runs."""
+
+    methods: List[str]
+    settings: List[float]
+    seeds: List[int]
+    eps_list: List[float]
+    means: Dict[str, Dict[Tuple[str, float], Spread]]            # metric name -> cell -> spread over seeds
+    clean: Dict[Tuple[str, float], Spread]                       # clean R@1 - baseline, paired by seed
+    robust: Dict[float, Dict[Tuple[str, float], Spread]]         # eps -> robust R@1 - baseline, paired by seed
+
+
+def _robust_name(eps: float) -> str:
+    return f"robust R@1, eps {eps:g}"
+
+
+def _numbers(runs: Sequence["RunSummary"], keys: Dict[str, GridPosition], baseline: str) -> _Numbers:
+    eps_list = _eps_of(runs)
+    metrics = {"R@1": lambda run: run.benign("R@1"), "mAP@R": lambda run: run.benign("mAP@R")}
+    metrics.update({_robust_name(eps): robust_metric(eps) for eps in eps_list})
+    values = {name: collect(runs, keys, metric) for name, metric in metrics.items()}
+    return _Numbers(methods=list(dict.fromkeys(key.method for key in keys.values())),
+                    settings=sorted({key.setting for key in keys.values()}),
+                    seeds=sorted({key.seed for key in keys.values()}), eps_list=eps_list,
+                    means={name: spreads(found) for name, found in values.items()},
+                    clean=paired_differences(values["R@1"], baseline),
+                    robust={eps: paired_differences(values[_robust_name(eps)], baseline) for eps in eps_list})
+
+
+def _table(numbers: _Numbers, baseline: str, setting_name: str) -> Table:
+    columns = [Column(setting_name, left=True), Column("method", left=True)]
+    columns += [Column(name, "mean ± std over seeds (%)") for name in numbers.means]
+    columns.append(Column(f"R@1 − {baseline}", "paired by seed (points)"))
+    rows = []
+    for setting in numbers.settings:
+        for method in numbers.methods:
+            cell = (method, setting)
+            if cell not in numbers.means["R@1"]:
+                continue
+            difference = numbers.clean.get(cell)
+            rows.append([f"{setting:g}", method]
+                        + [found[cell].text() if cell in found else "-" for found in numbers.means.values()]
+                        + [Cell(difference.text(signed=True), note=difference.interval_text()) if difference else "-"])
+    return Table(columns, rows, (
+        f"Each cell: mean ± std over the training seeds {numbers.seeds}. *R@1 − {baseline}*: mean ± std of the "
+        f"per-seed differences to {baseline} at the same {setting_name}, with the 95% t-interval of that mean. "
+        "Robust R@1: the suite's attack (per-query worst case) on each run's attacked queries.")
+    ).without_empty_columns()
+
+
+def _verdicts(numbers: _Numbers, baseline: str, setting_name: str, setting_notes: Dict[float, str]) -> List[Block]:
+    lines = []
+    for setting in numbers.settings:
+        cells = [(method, setting) for method in numbers.methods]
+        parts = [verdict_phrase(cell[0], numbers.clean[cell]) for cell in cells if cell in numbers.clean]
+        if not parts:
+            continue
+        note = f" ({setting_notes[setting]})" if setting_notes.get(setting) else ""
+        line = f"**{setting_name} {setting:g}**{note}: clean R@1 against {baseline}: " + "; ".join(parts)
+        for eps, differences in numbers.robust.items():
+            robust = [f"{cell[0]} {differences[cell].text(signed=True)} ({differences[cell].verdict()})"
+                      for cell in cells if cell in differences]
+            if robust:
+                line += f". Robust R@1 at eps {eps:g}: " + "; ".join(robust)
+        lines.append(line + ".")
+    if not lines:
+        return []
+    judged = len(numbers.clean) + sum(len(found) for found in numbers.robust.values())
+    return [Paragraph(f"**Verdict per {setting_name}** (generated from the numbers: *gain* / *loss* when the 95% "
+                      f"t-interval of the mean paired difference over {len(numbers.seeds)} seeds lies above / below 0, "
+                      "else *within noise*, which does not mean equal; of these "
+                      f"{judged} comparisons about {judged * (1 - LEVEL):.1f} would cross 0 by chance alone):"),
+            Bullets(lines)]
+
+
+def _plot(numbers: _Numbers, baseline: str, setting_name: str, figures: Path) -> List[Block]:
+    series = {}
+    for method in numbers.methods:
+        points = [(index, 100 * diff.mean, 100 * (diff.mean - (diff.std or 0)), 100 * (diff.mean + (diff.std or 0)))
+                  for index, setting in enumerate(numbers.settings)
+                  for diff in [numbers.clean.get((method, setting))] if diff]
+        if points:
+            series[method] = points
+    if not series:
+        return []
+    path = plots.lines(series, figures / "clean_r1_difference.png", xlabel=f"{setting_name} (evenly spaced)",
+                       ylabel=f"clean R@1 − {baseline} (points)",
+                       xticks=[(i, f"{s:g}") for i, s in enumerate(numbers.settings)], reference=0.0)
+    return [Figure(path, f"Clean R@1 minus {baseline}'s, paired by training seed: mean ± std over the seeds at each "
+                         f"{setting_name} (0: no difference).")]
+
+
 def grid_section(keys: Dict[str, GridPosition], baseline: str, setting_name: str, setting_notes: Dict[float, str],
                  heading: str, claim: str = "") -> Callable[[List["RunSummary"], Path], List[Block]]:
-    """A ``Suite.sections`` callable for runs on a (method x setting x seed) grid.
+    """A ``Suite.sections`` callable for runs on a (method x setting x seed) grid: the table of mean ±
+    std over seeds, the verdict per setting and the plot of the paired clean-R@1 differences.
 
     ``keys``: run name -> its grid position; ``baseline``: the method the others are compared with;
     ``setting_notes``: a few words per setting (e.g. how many training images it means); ``claim``:
     the published claim the section tests, shown above the table."""
 
     def section(runs: List["RunSummary"], figures: Path) -> List[Block]:
-        methods = list(dict.fromkeys(key.method for key in keys.values()))
-        settings = sorted({key.setting for key in keys.values()})
-        eps_list = _eps_of(runs)
-        metrics = {"R@1": lambda run: run.benign("R@1"), "mAP@R": lambda run: run.benign("mAP@R")}
-        metrics.update({f"robust R@1, eps {eps:g}": robust_metric(eps) for eps in eps_list})
-        values = {name: collect(runs, keys, metric) for name, metric in metrics.items()}
-        means = {name: spreads(found) for name, found in values.items()}
-        clean_diff = paired_differences(values["R@1"], baseline)
-        robust_diff = {eps: paired_differences(values[f"robust R@1, eps {eps:g}"], baseline) for eps in eps_list}
-        seeds = sorted({key.seed for key in keys.values()})
-
-        columns = [Column(setting_name, left=True), Column("method", left=True)]
-        columns += [Column(name, "mean ± std over seeds (%)") for name in metrics]
-        columns.append(Column(f"R@1 − {baseline}", "paired by seed (points)"))
-        rows = []
-        for setting in settings:
-            for method in methods:
-                cell = (method, setting)
-                if cell not in means["R@1"]:
-                    continue
-                row = [f"{setting:g}", method]
-                row += [means[name][cell].text() if cell in means[name] else "-" for name in metrics]
-                difference = clean_diff.get(cell)
-                row.append(Cell(difference.text(signed=True), note=difference.interval_text()) if difference else "-")
-                rows.append(row)
-        table = Table(columns, rows, (
-            f"Each cell: mean ± std over the training seeds {seeds} (a seed fixes the training subset, the initial "
-            f"weights and the test items). *R@1 − {baseline}*: mean ± std of the per-seed differences to {baseline} at "
-            "the same " + setting_name + ", with the 95% t-interval of that mean. Robust R@1: the suite's "
-            "attack (per-query worst case) on each run's attacked queries.")).without_empty_columns()
-
-        lines = []
-        for setting in settings:
-            parts = [verdict_phrase(method, clean_diff[(method, setting)]) for method in methods
-                     if (method, setting) in clean_diff]
-            if not parts:
-                continue
-            note = f" ({setting_notes[setting]})" if setting_notes.get(setting) else ""
-            line = f"**{setting_name} {setting:g}**{note}: clean R@1 against {baseline}: " + "; ".join(parts)
-            for eps in eps_list:
-                robust = [f"{method} {robust_diff[eps][(method, setting)].text(signed=True)} "
-                          f"({robust_diff[eps][(method, setting)].verdict()})" for method in methods
-                          if (method, setting) in robust_diff[eps]]
-                if robust:
-                    line += f". Robust R@1 at eps {eps:g}: " + "; ".join(robust)
-            lines.append(line + ".")
-
-        series = {method: [(index, 100 * diff.mean, 100 * (diff.mean - (diff.std or 0)),
-                            100 * (diff.mean + (diff.std or 0)))
-                           for index, setting in enumerate(settings)
-                           for diff in [clean_diff.get((method, setting))] if diff]
-                  for method in methods if method != baseline}
-        series = {method: points for method, points in series.items() if points}
-        blocks: List[Block] = [Heading(heading, anchor="over-seeds")]
-        if claim:
-            blocks.append(Paragraph(claim))
-        blocks.append(table)
-        if lines:
-            blocks += [Paragraph(f"**Verdict per {setting_name}** (generated from the numbers: *gain* / *loss* when "
-                                 f"the 95% t-interval of the mean paired difference over {len(seeds)} seeds lies "
-                                 "above / below 0, else *within noise*, which does not mean equal):"), Bullets(lines)]
-        if series:
-            path = plots.lines(series, figures / "clean_r1_difference.png", xlabel=f"{setting_name} (evenly spaced)",
-                               ylabel=f"clean R@1 − {baseline} (points)",
-                               xticks=[(i, f"{s:g}") for i, s in enumerate(settings)], reference=0.0)
-            blocks.append(Figure(path, f"Clean R@1 minus {baseline}'s, paired by training seed: mean ± std over the "
-                                       f"seeds at each {setting_name} (0: no difference)."))
-        return blocks
+        numbers = _numbers(runs, keys, baseline)
+        blocks: List[Block] = [Heading(heading, anchor="over-seeds")] + ([Paragraph(claim)] if claim else [])
+        return (blocks + [_table(numbers, baseline, setting_name)]
+                + _verdicts(numbers, baseline, setting_name, setting_notes)
+                + _plot(numbers, baseline, setting_name, figures))
 
     return section
