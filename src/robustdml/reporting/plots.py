@@ -7,7 +7,7 @@ Everything renders with matplotlib's Agg backend to PNG files (no display needed
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import matplotlib
 
@@ -42,11 +42,13 @@ def _legend_below(axis, labels: Sequence[str]) -> None:
 
 
 def lines(series: Dict[str, List[tuple]], path: Path, xlabel: str, ylabel: str, title: str = "",
-          xticks: Sequence[tuple] = (), ylim: tuple = None, integer_x: bool = False) -> Path:
+          xticks: Sequence[tuple] = (), ylim: tuple = None, integer_x: bool = False,
+          reference: Optional[float] = None) -> Path:
     """One line per label: ``series[label] = [(x, y) or (x, y, y_low, y_high), ...]``; with low/high
     the points get error bars (shifted a little sideways per line so they stay apart). ``xticks``:
-    (position, text) pairs. Any suite may use it for its own figures (e.g. a clean-R@1 difference
-    against the training fraction)."""
+    (position, text) pairs; ``reference``: a horizontal grey line at that y (e.g. 0 for differences).
+    Any suite may use it for its own figures (e.g. a clean-R@1 difference against the training
+    fraction)."""
     with plt.rc_context(STYLE):
         rows = -(-len(series) // _legend_columns(list(series)))
         figure, axis = plt.subplots(figsize=(5.6, 3.6 + 0.3 * rows))
@@ -62,6 +64,8 @@ def lines(series: Dict[str, List[tuple]], path: Path, xlabel: str, ylabel: str, 
             axis.set_xticks([t[0] for t in xticks], [t[1] for t in xticks])
         if integer_x:
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if reference is not None:
+            axis.axhline(reference, color="0.35", linewidth=1.2, zorder=0)
         axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
         if ylim:
             axis.set_ylim(*ylim)

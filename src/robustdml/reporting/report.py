@@ -447,28 +447,39 @@ def summary_json(runs: List[RunSummary], protocol: AttackProtocol, table: Table)
 
 def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol, title: str = "robustdml report",
                   description: str = "", notes: Sequence[str] = (), command: str = "",
-                  sections: Optional[Sections] = None, galleries: bool = True, device: str = "auto") -> Path:
-    """Write ``report.md``, ``report.html``, ``results.json`` and ``figures/`` for summarised runs."""
+                  sections: Optional[Sections] = None, galleries: bool = True, device: str = "auto",
+                  featured: Sequence[str] = (), sections_first: bool = False) -> Path:
+    """Write ``report.md``, ``report.html``, ``results.json`` and ``figures/`` for summarised runs.
+
+    ``featured``: names of the run directories the per-run figures (robust curves, training curves)
+    and galleries show, for reports of many runs (empty: every run; the tables always list every
+    run); ``sections_first``: the suite's sections come before the per-run results (suites whose
+    headline is a summary over runs, e.g. mean ± std over training seeds)."""
     from robustdml.reporting.findings import how_to_read, key_findings, problems
 
     output = Path(output)
     figures = output / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    shown = [run for run in runs if run.path.name in featured] or runs
     epochs = max((sum(1 for r in run.history if "epoch" in r and not r.get("final")) for run in runs), default=0)
     table = results_table(runs, protocol)
+    extra = sections(runs, figures) if sections else []
     blocks: List[Block] = [Heading(title, 1)]
     if description:
         blocks.append(Paragraph(description, "small"))
-    blocks += [key_findings(runs, protocol), how_to_read(runs, protocol), Heading("Results", anchor="results"),
-               Grid([table, robust_figure(runs, protocol, figures / "robust_r1_vs_eps.png")])]
+    blocks += [key_findings(runs, protocol), how_to_read(runs, protocol)] + (extra if sections_first else [])
+    curves = robust_figure(shown, protocol, figures / "robust_r1_vs_eps.png")
+    if len(shown) < len(runs):
+        curves.caption += f" Plotted: {len(shown)} of the {len(runs)} runs ({'; '.join(r.label for r in shown)})."
+    blocks += [Heading("Results" + (" per run" if sections_first else ""), anchor="results"), Grid([table, curves])]
     if epochs >= MIN_EPOCHS_TO_PLOT:
-        blocks += [Heading("Training", 3), Grid(training_figures(runs, figures))]
+        blocks += [Heading("Training", 3), Grid(training_figures(shown, figures))]
     blocks += [Heading("More metrics and costs", 3), costs_table(runs, protocol, epochs >= MIN_EPOCHS_TO_PLOT)]
     ers = ers_table(runs)
     if ers:
         blocks.append(Details("ERS and its ten terms per run", [ers]))
-    if sections:
-        blocks += sections(runs, figures)
+    if not sections_first:
+        blocks += extra
     checks = checks_table(runs, protocol)
     blocks += [Heading("Checks: can these numbers be trusted?", anchor="checks"),
                checks if len(checks.columns) > 1 else Paragraph("No check was run (no convergence probe, no sanity "
@@ -479,7 +490,7 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
     elif not any(problems(run) for run in runs):
         blocks.append(Paragraph("Every check passed."))
     if galleries:
-        blocks += galleries_section(runs, protocol, figures, device)
+        blocks += galleries_section(shown, protocol, figures, device)
     blocks += [Heading("Setting and configuration", anchor="configuration"), *[Paragraph(note) for note in notes],
                *configuration_section(runs, protocol, output), Heading("How to reproduce", 3),
                Code("\n".join(filter(None, [command, "# one run again, from its directory above:",
@@ -493,9 +504,10 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
 def build_report(run_paths: Sequence[Path], output: Path, protocol: AttackProtocol, title: str = "robustdml report",
                  description: str = "", notes: Sequence[str] = (), labels: Optional[Dict[str, str]] = None,
                  command: str = "", device: str = "auto", progress: bool = False,
-                 sections: Optional[Sections] = None) -> Path:
+                 sections: Optional[Sections] = None, featured: Sequence[str] = (),
+                 sections_first: bool = False) -> Path:
     """Summarise ``run_paths`` (computing missing robustness results) and render their report into ``output``."""
     runs = [summarise_run(Path(p), protocol, (labels or {}).get(str(p)), device=device, progress=progress)
             for p in run_paths]
     return render_report(runs, output, protocol, title=title, description=description, notes=notes, command=command,
-                         sections=sections, device=device)
+                         sections=sections, device=device, featured=featured, sections_first=sections_first)

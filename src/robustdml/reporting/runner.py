@@ -68,4 +68,4 @@ def run_suite(suite: Suite, output: Path, device: str = "auto", progress: bool =
     command = command or f"robustdml benchmark {suite.name}" + (" --full" if suite.scale == "full" else "")
     return build_report(run_paths, output, protocol=suite.protocol, title=f"robustdml benchmark: {suite.name}",
                         description=suite.description, notes=notes, labels=labels, command=command, device=device,
-                        sections=suite.sections)
+                        sections=suite.sections, featured=suite.featured, sections_first=suite.sections_first)
