@@ -262,7 +262,7 @@ def evaluate_robustness(model: torch.nn.Module, dataset, spec: Optional[AttackSp
                               settings={"spec": spec.to_dict(), "spec_key": spec.key(), "spec_text": spec.describe(),
                                         "seed": seed, "queries": len(queries), "gallery": len(labels),
                                         "versions": _versions()})
-    for eps in spec.eps:
+    for eps in spec.eps if spec.attacks else ():  # attacks=() with an ERS profile: ERS only
         correct = clean["correct@1"].copy()
         worst_ap = clean["ap@r"].copy()
         passes = 0.0
