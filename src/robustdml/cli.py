@@ -268,7 +268,8 @@ def _add_benchmark_parser(sub) -> None:
     parser = sub.add_parser("benchmark", help="run a whole experiment protocol and write one report directory")
     parser.add_argument("suite", choices=SUITES.names())
     parser.add_argument("--full", action="store_true", help="paper-sized setting (default: CPU-sized)")
-    parser.add_argument("--eta", type=int, help="PGD steps of the training adversaries")
+    parser.add_argument("--eta", type=int, help="PGD steps of the training adversaries (robrank-fashion: of its "
+                        "equal-cost runs; the published runs keep eta 32)")
     parser.add_argument("--epochs", type=int, help="override every run's epochs")
     parser.add_argument("--runs", help="comma-separated names of the suite's runs to do (default: all)")
     parser.add_argument("--output", help="report directory (default reports/<suite>)")
