@@ -88,7 +88,8 @@ def _assert_two_ranks_match_one_process(backend: str, device: str, tolerance: fl
     context = mp.get_context("spawn")
     queue = context.Queue()
     port = _free_port()
-    processes = [context.Process(target=_worker, args=(rank, 2, port, queue, backend, device, recipe)) for rank in range(2)]
+    processes = [context.Process(target=_worker, args=(rank, 2, port, queue, backend, device, recipe))
+                 for rank in range(2)]
     for process in processes:
         process.start()
     state, losses = queue.get(timeout=120)

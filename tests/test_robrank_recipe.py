@@ -76,6 +76,8 @@ def test_recipe_options_are_checked_before_any_work():
         TrainConfig(sampler="pair").resolved()
     with pytest.raises(ConfigError, match="even"):
         TrainConfig(sampler="pairs", batch_size=15).resolved()
+    with pytest.raises(ConfigError, match="miner.*sampler=pairs"):
+        TrainConfig(miner="spc2-random", batch_size=15, samples_per_class=5).resolved()
     config = TrainConfig(sampler="pairs", batch_size=18, **RECIPE).resolved()  # 18 % 16 != 0: m is not used
     assert (config.sampler, config.miner, config.loss_options) == ("pairs", "spc2-random", {"reduction": "mean"})
     assert TrainConfig().resolved().sampler == "m-per-class"  # the default stays

@@ -146,6 +146,9 @@ class TrainConfig:
         if self.batch_size is not None and self.samples_per_class is not None and self.sampler == "m-per-class":
             require(self.batch_size % self.samples_per_class == 0, "batch_size",
                     f"must be divisible by samples_per_class={self.samples_per_class}")
+        if self.miner == "spc2-random" and self.sampler == "m-per-class" and self.samples_per_class is not None:
+            require(self.samples_per_class % 2 == 0, "miner", "needs batches of (anchor, positive) pairs: use "
+                    "sampler=pairs (or an even samples_per_class)")
         self._validate_names()
         self._validate_applicable()
         from robustdml.losses import build_loss

@@ -174,9 +174,9 @@ def defenses(full: bool = False, eta: Optional[int] = None) -> Suite:
 # the rc2f2 model (512-d embedding), batches of 128 SPC-2 pairs (256 images), the spc2-random miner, the
 # triplet loss with margin 0.2 averaged over all triplets, Adam lr 1e-3 with weight decay 1e-7, 8 epochs
 # (maxepoch 16 // 2 for pair losses).
-ROBRANK_RECIPE = {"dataset": "fashion-mnist", "model": "rc2f2", "loss": "triplet", "loss_options": {"reduction": "mean"},
-                  "miner": "spc2-random", "sampler": "pairs", "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-7,
-                  "epochs": 8}
+ROBRANK_RECIPE = {"dataset": "fashion-mnist", "model": "rc2f2", "loss": "triplet",
+                  "loss_options": {"reduction": "mean"}, "miner": "spc2-random", "sampler": "pairs",
+                  "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-7, "epochs": 8}
 # CPU size (40 minutes on 2 cores for all seven runs, evaluation included): a subset and fewer epochs;
 # never the attack steps, eta or the ERS profile.
 ROBRANK_CPU = {"train_per_class": 400, "epochs": 2}
