@@ -223,7 +223,7 @@ def robrank_fashion(full: bool = False, eta: Optional[int] = None) -> Suite:
                  f"{CPU_QUERIES} random test queries instead of all 10,000 (the gallery is the whole test set). "
                  "Attack steps, eta and the ERS profile are the reference's. Run with --full for the reference "
                  "protocol.")
-    return Suite("robrank-fashion", robrank_fashion.__doc__, runs, _protocol(full, ers=True),
+    return Suite("robrank-fashion", " ".join(robrank_fashion.__doc__.split()), runs, _protocol(full, ers=True),
                  "full" if full else "cpu", [scale, recipe, attack], sections=comparison_section)
 
 
