@@ -77,3 +77,77 @@ def test_rank_slices_are_disjoint_and_union_to_the_global_batch(m, batch_size, w
 def test_invalid_settings_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         MPerClassBatchSampler(LABELS, **kwargs)
+
+
+# ----------------------------------------------------------------------------- SPC-2 pairs (sampler: pairs)
+from robustdml.data import PairBatchSampler  # noqa: E402
+
+
+def test_pair_batches_are_anchor_then_a_positive_of_its_class():
+    sampler = PairBatchSampler(LABELS, batch_size=16, seed=2)
+    assert len(sampler) == 120 // 8
+    for batch in sampler:
+        assert len(batch) == 16
+        anchors, positives = batch[0::2], batch[1::2]
+        assert (LABELS[anchors] == LABELS[positives]).all()
+        assert len(set(LABELS[batch].tolist())) > 1  # classes of a batch vary (and may repeat across pairs)
+
+
+def test_every_item_is_an_anchor_once_per_epoch():
+    sampler = PairBatchSampler(LABELS, batch_size=16, seed=2)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        anchors = [i for batch in sampler for i in batch[0::2]]
+        assert sorted(anchors) == list(range(len(LABELS)))
+    # 120 items in chunks of 7 anchors: 18 batches, all full; the last one completed by the next permutation
+    uneven = PairBatchSampler(LABELS, batch_size=14, seed=2)
+    batches = list(uneven)
+    assert len(batches) == 18 and all(len(batch) == 14 for batch in batches)
+    anchors = [i for batch in batches for i in batch[0::2]]
+    assert set(anchors) == set(range(len(LABELS))) and len(anchors) - len(set(anchors)) == 18 * 7 - 120
+
+
+def test_positives_are_random_members_of_the_class():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2])
+    seen = {}
+    for epoch in range(30):
+        sampler = PairBatchSampler(labels, batch_size=6, seed=0)
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            for a, p in zip(batch[0::2], batch[1::2]):
+                assert labels[a] == labels[p]
+                seen.setdefault(a, set()).add(p)
+    assert seen[8] == {8}  # a class of one: the anchor is its own positive (as in the reference)
+    assert all(seen[a] == set(np.flatnonzero(labels == labels[a])) for a in range(8))  # the anchor included
+
+
+def test_pair_batches_are_deterministic_per_seed_and_epoch():
+    first = list(PairBatchSampler(LABELS, batch_size=16, seed=5))
+    assert first == list(PairBatchSampler(LABELS, batch_size=16, seed=5))
+    assert first != list(PairBatchSampler(LABELS, batch_size=16, seed=6))
+    sampler = PairBatchSampler(LABELS, batch_size=16, seed=5)
+    sampler.set_epoch(1)
+    assert list(sampler) == list(PairBatchSampler(LABELS, batch_size=16, seed=6)) != first
+
+
+@pytest.mark.parametrize("batch_size,world_size", [(16, 2), (16, 4), (12, 3), (16, 8)])
+def test_pair_rank_slices_keep_pairs_and_union_to_the_global_batch(batch_size, world_size):
+    single = list(PairBatchSampler(LABELS, batch_size=batch_size, num_batches=5, seed=3))
+    ranks = [list(PairBatchSampler(LABELS, batch_size=batch_size, num_batches=5, seed=3, rank=r,
+                                   world_size=world_size)) for r in range(world_size)]
+    for step, global_batch in enumerate(single):
+        parts = [ranks[r][step] for r in range(world_size)]
+        assert sum(parts, []) == global_batch
+        for part in parts:  # every slice holds whole (anchor, positive) pairs
+            assert len(part) % 2 == 0 and (LABELS[part[0::2]] == LABELS[part[1::2]]).all()
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(batch_size=15), "must be even"),
+    (dict(batch_size=12, world_size=4), "odd share"),
+    (dict(batch_size=16, world_size=3), "divisible by world_size"),
+    (dict(batch_size=16, num_batches=0), "num_batches"),
+])
+def test_invalid_pair_settings_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        PairBatchSampler(LABELS, **kwargs)

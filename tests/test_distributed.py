@@ -36,10 +36,16 @@ def _data():
     return inputs, labels
 
 
-def _train(context: DistributedContext, device: str = "cpu"):
+# The default (every triplet, PML's mean over non-zero losses) and RobRank's SPC-2 recipe: the global
+# batch [0,0,0,0,1,1,1,1,...] is also a pair batch, and rank slices hold whole pairs, so the
+# spc2-random miner sees the pairs adjacent in the gathered batch.
+RECIPES = {"all": dict(miner="all"), "spc2": dict(miner="spc2-random", loss_options={"reduction": "mean"})}
+
+
+def _train(context: DistributedContext, device: str = "cpu", recipe: str = "all"):
     torch.manual_seed(0)
     model = _UnitEmbedding().to(device)
-    defense = build_defense("natural", loss="triplet", miner="all")
+    defense = build_defense("natural", loss="triplet", **RECIPES[recipe])
     defense.embedding_hook = context.gather_embeddings
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
     inputs, labels = (tensor.to(device) for tensor in _data())
@@ -56,7 +62,7 @@ def _train(context: DistributedContext, device: str = "cpu"):
     return {name: value.cpu() for name, value in model.state_dict().items()}, losses
 
 
-def _worker(rank, world_size, port, queue, backend, device):
+def _worker(rank, world_size, port, queue, backend, device, recipe):
     import torch.distributed as dist
 
     if device.startswith("cuda"):  # one GPU per rank when there are enough, else ranks share GPU 0
@@ -64,7 +70,7 @@ def _worker(rank, world_size, port, queue, backend, device):
         torch.cuda.set_device(device)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
-        state, losses = _train(DistributedContext(rank=rank, world_size=world_size), device)
+        state, losses = _train(DistributedContext(rank=rank, world_size=world_size), device, recipe)
         if rank == 0:
             queue.put(({k: v.numpy().copy() for k, v in state.items()}, losses))  # no shared memory
     finally:
@@ -77,12 +83,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _assert_two_ranks_match_one_process(backend: str, device: str, tolerance: float):
-    single_state, single_losses = _train(DistributedContext(), device)
+def _assert_two_ranks_match_one_process(backend: str, device: str, tolerance: float, recipe: str = "all"):
+    single_state, single_losses = _train(DistributedContext(), device, recipe)
     context = mp.get_context("spawn")
     queue = context.Queue()
     port = _free_port()
-    processes = [context.Process(target=_worker, args=(rank, 2, port, queue, backend, device)) for rank in range(2)]
+    processes = [context.Process(target=_worker, args=(rank, 2, port, queue, backend, device, recipe))
+                 for rank in range(2)]
     for process in processes:
         process.start()
     state, losses = queue.get(timeout=120)
@@ -94,8 +101,9 @@ def _assert_two_ranks_match_one_process(backend: str, device: str, tolerance: fl
         assert torch.allclose(torch.from_numpy(state[name]), value, atol=tolerance), name
 
 
-def test_two_gloo_ranks_equal_single_process_on_the_global_batch():
-    _assert_two_ranks_match_one_process("gloo", "cpu", 1e-5)
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_two_gloo_ranks_equal_single_process_on_the_global_batch(recipe):
+    _assert_two_ranks_match_one_process("gloo", "cpu", 1e-5, recipe)
 
 
 _CUDA = torch.cuda.is_available()

@@ -251,3 +251,84 @@ def test_report_from_numbers_explains_itself_and_bolds_the_best(tmp_path):
     assert "defense: est" in html and "(none)" not in html  # the shared config once, each run's differences
     for name in ("robust_r1_vs_eps.png", "validation_r1.png", "training_loss.png"):
         assert _png(output / "figures" / name), name  # 3 epochs: curves
+
+
+# ----------------------------------------------------------------------------- robrank-fashion
+def test_robrank_fashion_builds_the_published_and_equal_cost_runs_with_the_reference_recipe():
+    from robustdml.attacks.spec import ers_spec
+
+    cpu, full = build_suite("robrank-fashion"), build_suite("robrank-fashion", full=True)
+    names = ["natural", "est", "act", "est-eta8", "act-eta8", "hm-eta8", "hm-lga-ics-eta8"]
+    for suite in (cpu, full):
+        assert [spec.name for spec in suite.runs] == names
+        configs = {spec.name: TrainConfig.from_dict(spec.config).resolved() for spec in suite.runs}
+        for config in configs.values():
+            assert (config.model, config.loss, config.miner, config.sampler) == ("rc2f2", "triplet", "spc2-random",
+                                                                                "pairs")
+            assert (config.batch_size, config.lr, config.weight_decay, config.embedding_dim) == (256, 1e-3, 1e-7, 512)
+            assert config.loss_options == {"reduction": "mean"}
+        assert [(c.defense, c.defense_options) for c in configs.values()] == [
+            ("natural", {}), ("est", {"steps": 32}), ("act", {"steps": 32}), ("est", {"steps": 8}),
+            ("act", {"steps": 8}), ("hm", {"steps": 8}), ("hm", {"steps": 8, "lga": True, "ics": True})]
+        assert suite.protocol.spec.ers == ers_spec(28) and suite.protocol.spec.attacks == ("auto",)
+        assert suite.sections is not None
+    full_config = TrainConfig.from_dict(full.runs[0].config).resolved()
+    assert full_config.epochs == 8 and full_config.train_per_class is None and full.protocol.spec.max_queries is None
+    cpu_config = TrainConfig.from_dict(cpu.runs[0].config).resolved()
+    assert cpu_config.epochs < 8 and cpu_config.train_per_class and cpu_config.test_per_class is None
+    assert cpu.protocol.spec.max_queries == 300 and cpu.protocol.spec.steps == full.protocol.spec.steps
+    notes = " ".join(cpu.notes)
+    assert f"{cpu_config.train_per_class} training images per class" in notes and "300 random test queries" in notes
+    assert "Attack steps, eta and the ERS profile are the reference's" in notes
+    cheaper = build_suite("robrank-fashion", eta=4)  # --eta sets the equal-cost runs only
+    assert [spec.name for spec in cheaper.runs][3:] == ["est-eta4", "act-eta4", "hm-eta4", "hm-lga-ics-eta4"]
+    assert cheaper.runs[1].config["defense_options"] == {"steps": 32}
+    assert [spec.name for spec in select_runs(cpu, ["hm-eta8", "natural"]).runs] == ["natural", "hm-eta8"]
+
+
+def _robrank_run(tmp_path, name, label, scores, benign):
+    from robustdml.evaluation.ers import empirical_robustness_score, ers_terms
+
+    run = fake_run(tmp_path, name, benign, {0.1: (100, 300)}, ers=0.0)
+    run.label = label
+    run.robustness[0]["ers"].update(scores=scores, terms=ers_terms(scores), ERS=empirical_robustness_score(scores))
+    return run
+
+
+def test_robrank_fashion_section_puts_ours_beside_the_published_values(tmp_path):
+    from robustdml.reporting.robrank_fashion import PUBLISHED, published_ers
+
+    natural = {key: value for key, value in PUBLISHED["natural"].items() if key in ERS_INPUTS}
+    est = {key: value for key, value in PUBLISHED["est"].items() if key in ERS_INPUTS}
+    act = {**{key: value for key, value in PUBLISHED["act"].items() if key in ERS_INPUTS}, "CA+": 13.6, "TMA": 0.559}
+    runs = [_robrank_run(tmp_path, "natural", "natural", natural, 0.85),
+            _robrank_run(tmp_path, "est", "EST (eta 32)", {**est, "GTM": 90.8}, 0.80),
+            _robrank_run(tmp_path, "act", "ACT (eta 32)", act, 0.70),
+            _robrank_run(tmp_path, "hm-eta8", "HM (eta 8)", natural, 0.75)]
+    suite = build_suite("robrank-fashion")
+    output = render_report(runs, tmp_path / "report", suite.protocol, sections=suite.sections, galleries=False)
+    check_structure(output)
+    markdown = (output / "report.md").read_text()
+    header, rows = next(table for table in markdown_tables(markdown) if table[0][:3] == ["run", "", "R@1"])
+    assert header[2:] == ["R@1", *ERS_INPUTS, "ERS"]
+    row, run = {}, None
+    for cells in rows:  # (run, ours | published | difference) -> the values
+        run = cells[0] or run
+        row[(run, cells[1])] = cells[2:]
+    assert row[("natural", "ours")][0] == "85.0" and row[("natural", "published")][0] == "87.6"
+    assert row[("natural", "difference")][0] == "-2.6"
+    assert row[("ACT (eta 32)", "difference")][1] == "-20.0"  # CA+ 13.6 against 33.6
+    assert row[("ACT (eta 32)", "difference")][5] == "+0.300"  # TMA, three decimals
+    assert row[("natural", "published")][-1] == f"{published_ers('natural'):.1f}" == "4.2"
+    assert row[("HM (eta 8)", "published")] == ["-"] * 12 and ("HM (eta 8)", "difference") not in row
+    assert "no equal-cost (eta = 8) rows" in markdown
+    # ERS points: CA+ counts twice (2 CA+), TMA 100 (1 - TMA); GTM as it is
+    assert "ACT (eta 32): CA+ -40.0, TMA -30.0" in markdown and "EST (eta 32): GTM +70.0" in markdown
+    assert "Natural training's ERS is at most 10: holds (4.2; published 4.2)" in markdown
+    assert ("natural < EST < ACT in ERS: holds (ours: natural 4.2, EST (eta 32) 45.7, ACT (eta 32) 56.3; "
+            "published: 4.2, 38.7, 63.3)") in markdown
+    ordering = next(table for table in markdown_tables(markdown) if table[0][0] == "term (0-100)")
+    assert [r[0] for r in ordering[1]] == [*ERS_INPUTS, "ERS"]
+    assert ordering[1][ERS_INPUTS.index("TMA")][-2:] == ["yes", "yes"]  # published: 1.0 < 3.4 < 74.1
+    assert ordering[1][ERS_INPUTS.index("GTM")][1:4] == ["12.6", "90.8", "60.2"]
+    assert ordering[1][ERS_INPUTS.index("GTM")][-2:] == ["**no**", "yes"]  # the term that breaks our ordering

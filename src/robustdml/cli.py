@@ -48,11 +48,13 @@ TRAIN_FLAGS = [
     ("--embedding-dim", "embedding_dim", int, "embedding size (default 128)"),
     ("--pretrained", "pretrained", str, "imagenet | none | PATH to a torchvision state dict (ResNets)"),
     ("--loss", "loss", str, "contrastive | triplet | margin | multi-similarity"),
-    ("--miner", "miner", str, "all | distance-weighted | semihard | hardest"),
+    ("--miner", "miner", str, "all | distance-weighted | semihard | hardest | spc2-random (needs --sampler pairs)"),
     ("--defense", "defense", str, "natural or an adversarial training defense"),
     ("--epochs", "epochs", int, "training epochs"),
     ("--batch-size", "batch_size", int, "global batch size"),
     ("--samples-per-class", "samples_per_class", int, "m in m-per-class batches"),
+    ("--sampler", "sampler", str, "m-per-class (default) | pairs (RobRank's SPC-2: each anchor followed by a random "
+                                  "positive)"),
     ("--lr", "lr", float, "Adam learning rate"),
     ("--weight-decay", "weight_decay", float, "Adam weight decay"),
     ("--steps-per-epoch", "steps_per_epoch", int, "batches per epoch (default: dataset size / batch)"),
@@ -266,7 +268,8 @@ def _add_benchmark_parser(sub) -> None:
     parser = sub.add_parser("benchmark", help="run a whole experiment protocol and write one report directory")
     parser.add_argument("suite", choices=SUITES.names())
     parser.add_argument("--full", action="store_true", help="paper-sized setting (default: CPU-sized)")
-    parser.add_argument("--eta", type=int, help="PGD steps of the training adversaries")
+    parser.add_argument("--eta", type=int, help="PGD steps of the training adversaries (robrank-fashion: of its "
+                        "equal-cost runs; the published runs keep eta 32)")
     parser.add_argument("--epochs", type=int, help="override every run's epochs")
     parser.add_argument("--runs", help="comma-separated names of the suite's runs to do (default: all)")
     parser.add_argument("--output", help="report directory (default reports/<suite>)")

@@ -10,7 +10,7 @@ from robustdml.data.base import DatasetNotFoundError, RetrievalDataset, SubsetDa
 from robustdml.data.catalog import DATASETS, SPLITS, DatasetSpec, build_dataset, dataset_options, dataset_spec, fetch
 from robustdml.data.idx import IdxFormatError, read_idx
 from robustdml.data.mnist import download_fashion_mnist, fashion_mnist_search_path, load_fashion_mnist, load_mnist_idx
-from robustdml.data.sampler import MPerClassBatchSampler
+from robustdml.data.sampler import SAMPLERS, MPerClassBatchSampler, PairBatchSampler
 from robustdml.data.splits import (indices_by_class, limit_per_class, stratified_fraction, validation_split,
                                    zero_shot_split)
 from robustdml.data.synthetic import make_two_gaussians
@@ -27,7 +27,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'robustdml.data' has no attribute {name!r}")
 
 
-__all__ = ["DATASETS", "SPLITS", "DatasetNotFoundError", "DatasetSpec", "dataset_spec", "IdxFormatError", "MPerClassBatchSampler", "RetrievalDataset",
+__all__ = ["DATASETS", "SPLITS", "DatasetNotFoundError", "DatasetSpec", "dataset_spec", "IdxFormatError", "MPerClassBatchSampler", "PairBatchSampler", "RetrievalDataset", "SAMPLERS",
            "SubsetDataset", "TensorRetrievalDataset", "build_dataset", "dataset_options", "download_fashion_mnist",
            "fashion_mnist_search_path", "fetch", "indices_by_class", "limit_per_class", "load_fashion_mnist",
            "load_mnist_idx", "make_two_gaussians", "read_idx", "stratified_fraction", "subset", "validation_split",

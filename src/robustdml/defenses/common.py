@@ -12,6 +12,7 @@ from robustdml.attacks import objectives as O
 from robustdml.attacks.engines import ascent_direction, project, random_init
 from robustdml.attacks.retrieval import jittered
 from robustdml.defenses.base import Defense
+from robustdml.losses.tuples import pair_anchors, pick_per_row
 from robustdml.models.mode import eval_mode
 
 EPS_28PX = 77 / 255  # RobRank's eps for 28x28 inputs (8/255 for 224px)
@@ -32,16 +33,6 @@ def triplet_hardness(embeddings: torch.Tensor, a: torch.Tensor, p: torch.Tensor,
     """Hardness H(a, p, n) = d(a, p) - d(a, n) (Euclidean, as the triplet loss sees it): the larger,
     the harder; H > -margin means the triplet loss is non-zero."""
     return (embeddings[a] - embeddings[p]).norm(dim=1) - (embeddings[a] - embeddings[n]).norm(dim=1)
-
-
-def pick_per_row(allowed: torch.Tensor, generator: torch.Generator, fallback: Optional[torch.Tensor] = None
-                 ) -> torch.Tensor:
-    """For every row of a (B, N) mask, the column of one uniformly random True entry; rows with none
-    use ``fallback`` (another mask) instead. Rows with neither give an arbitrary column."""
-    if fallback is not None:
-        allowed = torch.where(allowed.any(dim=1, keepdim=True), allowed, fallback)
-    keys = torch.rand(allowed.shape, generator=generator).to(allowed.device)
-    return keys.masked_fill(~allowed, -1.0).argmax(dim=1)
 
 
 def _positive_negative_masks(labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -65,10 +56,9 @@ def random_triplet_per_anchor(labels: torch.Tensor, generator: torch.Generator
 
 
 def sampled_triplet_per_anchor(kind: str, embeddings: torch.Tensor, labels: torch.Tensor,
-                               generator: torch.Generator, margin: float = 0.2
+                               generator: torch.Generator, margin: float = 0.2, pairs: bool = False
                                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One triplet per anchor, sampled the way RobRank's SPC-2 miners do (robrank/losses/miner.py),
-    with a uniformly random positive where the reference takes the anchor's pair partner:
+    """One triplet per anchor, sampled the way RobRank's SPC-2 miners do (robrank/losses/miner.py):
 
     - ``random`` (``spc2-random``): a random positive and a random negative;
     - ``semihard`` (``spc2-semihard``): a random positive p, a random negative with
@@ -77,18 +67,34 @@ def sampled_triplet_per_anchor(kind: str, embeddings: torch.Tensor, labels: torc
       (d(a,n) < max_p d(a,p)), else any negative, and a random positive farther than the nearest
       negative (d(a,p) > min_n d(a,n)), else any positive;
     - ``hardest`` (``spc2-hard``): a random positive and the nearest negative.
+
+    Every item with a positive and a negative is an anchor, and "a random positive" is any other item
+    of its class. ``pairs=True`` (an SPC-2 batch ``[a0, p0, a1, p1, ...]``, ``sampler: pairs``) is the
+    reference exactly: only the pairs' first items are anchors and "a random positive" is the pair's
+    second item (softhard's soft positive is still drawn from the whole class, falling back to it).
     """
-    if kind == "random":
-        return random_triplet_per_anchor(labels, generator)
     positive, negative, anchors = _positive_negative_masks(labels)
+    partner = None
+    if pairs:
+        firsts = pair_anchors(labels)
+        anchors = firsts[negative[firsts].any(dim=1)]
+        partner = torch.arange(len(labels), device=labels.device) ^ 1  # 2i <-> 2i + 1
+    if kind == "random":
+        if not pairs:
+            return random_triplet_per_anchor(labels, generator)
+        return anchors, partner[anchors], pick_per_row(negative, generator)[anchors]
     distances = torch.cdist(embeddings, embeddings)
     if kind == "softhard":
         farthest_positive = distances.masked_fill(~positive, -1.0).amax(dim=1, keepdim=True)
         nearest_negative = distances.masked_fill(~negative, float("inf")).amin(dim=1, keepdim=True)
         negatives = pick_per_row(negative & (distances < farthest_positive), generator, negative)
-        positives = pick_per_row(positive & (distances > nearest_negative), generator, positive)
+        soft = positive & (distances > nearest_negative)
+        if pairs:
+            positives = torch.where(soft.any(dim=1), pick_per_row(soft, generator), partner)
+        else:
+            positives = pick_per_row(soft, generator, positive)
         return anchors, positives[anchors], negatives[anchors]
-    positives = pick_per_row(positive, generator)
+    positives = partner if pairs else pick_per_row(positive, generator)
     if kind == "semihard":
         reach = distances.gather(1, positives[:, None])
         window = negative & (distances > reach) & (distances < reach + margin)

@@ -13,7 +13,14 @@ Defaults follow the reference code (github.com/cdluminate/robrank at 38ec207):
   the eps-ball and [0, 1], with the model in eval() (batch-norm statistics untouched).
 - losses on explicit triplets (ACT, HM, ICS) are the mean over all triplets, as
   ``F.triplet_margin_loss`` in the reference (pytorch-metric-learning's triplet loss would average
-  over the non-zero ones only); margin 0.2 (the loss's margin).
+  over the non-zero ones only); margin 0.2 (the loss's margin). EST trains the configured metric
+  loss: ``--loss-option reduction=mean`` makes it the reference's mean over all triplets too.
+- the reference's recipe (``ptripletN``: SPC-2 pair batches, the ``spc2-random`` miner, the mean over
+  all triplets) is ``sampler: pairs``, ``miner: spc2-random``, ``loss_options: {reduction: mean}``
+  (what ``robustdml benchmark robrank-fashion`` trains). With the ``spc2-random`` miner every
+  defense here forms its triplets as the reference does on such batches: one per pair (2i, 2i + 1),
+  anchored at 2i (EST: the miner on the adversarial batch; ACT: the miner on the clean batch; HM:
+  its source and destination samplers restricted to the pairs, see :class:`HardnessManipulation`).
 Each option can still be set (``--eps``, ``--attack-steps``, ``--step-size``,
 ``--defense-option random_start=true``). A step costs eta + 1 forward+backward passes
 (``StepOutput.passes``; HM stops early, see :class:`HardnessManipulation`).
@@ -32,6 +39,7 @@ from robustdml.defenses.common import (EPS_28PX, TRIPLET_SAMPLERS, AdversarialDe
                                        sampled_triplet_per_anchor, triplet_hardness)
 from robustdml.losses import build_miner
 from robustdml.losses.ics import intra_class_structure_loss
+from robustdml.losses.tuples import SPC2RandomMiner
 
 SMALL_INPUT = 32  # the reference's 28x28 profile applies up to this side (configs_rank.py)
 EPS_224PX, STEP_28PX, STEP_224PX = 8 / 255, 3 / 255, 1 / 255
@@ -63,6 +71,12 @@ class RobRankDefense(AdversarialDefense):
         if self.steps == 1:
             return self.eps  # the reference's FGSM case (pgditer == 1)
         return STEP_28PX if self.small_inputs() else STEP_224PX
+
+    @property
+    def pair_batches(self) -> bool:
+        """Whether batches are SPC-2 pairs ``[a0, p0, a1, p1, ...]``: the training miner is ``spc2-random``
+        (which refuses any other layout), so the triplet samplers keep to the pairs as the reference's do."""
+        return isinstance(self.miner, SPC2RandomMiner)
 
     def triplet_loss(self, embeddings: torch.Tensor, a, p, n) -> torch.Tensor:
         """mean over ALL triplets of [d(a,p) - d(a,n) + margin]_+ (local batch; summed over ranks)."""
@@ -104,8 +118,11 @@ def _collapse_objective(count: int):
 @DEFENSES.register("act")
 class AntiCollapseTriplet(RobRankDefense):
     """ACT (anti-collapse triplet; reference: defenses/pnp.py ``pnp_training_step`` and
-    ``PositiveNegativePerplexing.pncollapse``): triplets are mined on the clean embeddings (one per
-    anchor, with the training miner), PGD moves each p and n towards each other,
+    ``PositiveNegativePerplexing.pncollapse``): triplets are mined on the clean embeddings with the
+    training miner, one kept per anchor (:func:`~robustdml.defenses.common.one_triplet_per_anchor`;
+    with ``miner: spc2-random`` on pair batches that is every mined triplet, (2i, 2i + 1, a random
+    negative), as the reference's ``ptripletN`` recipe mines; with the default ``semihard`` miner, a
+    random one of each anchor's semihard triplets), PGD moves each p and n towards each other,
 
         (p', n') = argmin_{||p' - p||, ||n' - n|| <= eps} ||f(p') - f(n')||,
 
@@ -165,6 +182,10 @@ class HardnessManipulation(RobRankDefense):
     - ``lga=true`` (linear gradual adversary): H_D = -clip(l_prev, 0, margin) instead
       (:func:`lga_destination`; l_prev = the previous step's adversarial triplet loss, kept in
       ``state_dict`` for resume); no destination sampler is used then.
+    - SPC-2 pair batches (training miner ``spc2-random``, ``sampler: pairs``): the source and
+      destination triplets are anchored at the pairs' first items only, with the pair's second item
+      as the positive (softhard: a soft positive of the class, else the pair's), as the reference's
+      ``spc2-*`` miners; otherwise every item with a positive and a negative is an anchor.
     - ``ics=true`` adds ``ics_weight`` (0.5; the reference uses 0.05 on SOP) x L_ICS
       (:mod:`robustdml.losses.ics`: [d(a, a') - d(a, p)]_+ with the clean a and p).
     The paper's HM (the reference's ``ghmetsmi``) is ``lga=true ics=true``. Our earlier readings
@@ -206,7 +227,7 @@ class HardnessManipulation(RobRankDefense):
             return one_triplet_per_anchor(clean, labels, self.miner, generator)
         if kind == "distance-weighted":
             return one_triplet_per_anchor(clean, labels, self.distance_miner, generator)
-        return sampled_triplet_per_anchor(kind, clean, labels, generator, self.margin)
+        return sampled_triplet_per_anchor(kind, clean, labels, generator, self.margin, pairs=self.pair_batches)
 
     def destination_hardness(self, clean, labels, a, p, n, generator) -> torch.Tensor:
         """H_D for every source triplet (a, p, n), from the clean embeddings of the batch."""

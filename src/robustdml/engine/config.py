@@ -69,7 +69,8 @@ class TrainConfig:
     # optimisation
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
-    samples_per_class: Optional[int] = None
+    samples_per_class: Optional[int] = None  # m of the m-per-class sampler
+    sampler: str = "m-per-class"            # m-per-class | pairs (RobRank's SPC-2: anchor, random positive)
     lr: Optional[float] = None
     weight_decay: Optional[float] = None
     steps_per_epoch: Optional[int] = None
@@ -136,9 +137,18 @@ class TrainConfig:
         require(self.num_workers >= 0, "num_workers", "must be >= 0")
         require(_is_device_name(self.device), "device", "choose auto, cpu, cuda, cuda:N or mps")
         require(self.data_root is None or self.data_root.strip() != "", "data_root", "must name a folder")
-        if self.batch_size is not None and self.samples_per_class is not None:
+        from robustdml.data.sampler import SAMPLERS
+
+        require(self.sampler in SAMPLERS, "sampler", f"choose one of {', '.join(SAMPLERS)}")
+        if self.sampler == "pairs" and self.batch_size is not None:
+            require(self.batch_size % 2 == 0, "batch_size", "must be even with sampler=pairs (anchor, positive "
+                    "pairs)")
+        if self.batch_size is not None and self.samples_per_class is not None and self.sampler == "m-per-class":
             require(self.batch_size % self.samples_per_class == 0, "batch_size",
                     f"must be divisible by samples_per_class={self.samples_per_class}")
+        if self.miner == "spc2-random" and self.sampler == "m-per-class" and self.samples_per_class is not None:
+            require(self.samples_per_class % 2 == 0, "miner", "needs batches of (anchor, positive) pairs: use "
+                    "sampler=pairs (or an even samples_per_class)")
         self._validate_names()
         self._validate_applicable()
         from robustdml.losses import build_loss

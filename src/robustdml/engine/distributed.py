@@ -1,7 +1,7 @@
 """torch.distributed support for ``torchrun --nproc_per_node N robustdml train ...``.
 
 Strategy, chosen so that N processes compute exactly what one process computes on the global batch:
-- every rank embeds its own slice of the global m-per-class batch (the sampler is rank-aware);
+- every rank embeds its own slice of the global batch (both samplers are rank-aware; SPC-2 pairs stay on one rank);
 - embeddings and labels are all-gathered so the metric loss (and its miner) sees the whole global
   batch, cross-rank negatives included; each rank's own slice keeps its autograd graph;
 - every rank therefore computes the same global loss, and the gradient of that loss splits into the

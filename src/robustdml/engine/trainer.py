@@ -1,4 +1,4 @@
-"""The training loop: m-per-class batches -> defense step -> optimiser, with crash-safe checkpoints.
+"""The training loop: m-per-class (or SPC-2 pair) batches -> defense step -> optimiser, with crash-safe checkpoints.
 
 What it guarantees:
 - resume from ``checkpoints/last.pt`` continues the exact same sequence of batches and random
@@ -134,11 +134,13 @@ class Trainer:
         return train
 
     def _build_sampler(self):
-        from robustdml.data import MPerClassBatchSampler
+        from robustdml.data import MPerClassBatchSampler, PairBatchSampler
 
-        return MPerClassBatchSampler(self.splits.train.labels, m=self.config.samples_per_class,
-                                     batch_size=self.config.batch_size, num_batches=self.config.steps_per_epoch,
-                                     seed=self.config.seed, rank=self.rank, world_size=self.world_size)
+        common = dict(batch_size=self.config.batch_size, num_batches=self.config.steps_per_epoch,
+                      seed=self.config.seed, rank=self.rank, world_size=self.world_size)
+        if self.config.sampler == "pairs":
+            return PairBatchSampler(self.splits.train.labels, **common)
+        return MPerClassBatchSampler(self.splits.train.labels, m=self.config.samples_per_class, **common)
 
     @property
     def writer(self):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
-from pytorch_metric_learning import losses, miners
+from pytorch_metric_learning import losses, miners, reducers
 
+from robustdml.losses.tuples import SPC2RandomMiner
 from robustdml.registry import Registry, builder_options, check_known_options
 
 LOSSES: Registry = Registry("loss")
@@ -34,9 +35,19 @@ def _contrastive(margin: float = 1.0):
     return losses.ContrastiveLoss(pos_margin=0.0, neg_margin=margin)
 
 
+TRIPLET_REDUCTIONS = ("nonzero", "mean")
+
+
 @_loss("triplet", "triplet")
-def _triplet(margin: float = 0.2):
-    """Schroff et al.: ``max(0, d(a,p) - d(a,n) + margin)`` with margin 0.2."""
+def _triplet(margin: float = 0.2, reduction: str = "nonzero"):
+    """Schroff et al.: ``max(0, d(a,p) - d(a,n) + margin)`` with margin 0.2, averaged over the triplets
+    with a non-zero loss (``reduction=nonzero``, pytorch-metric-learning's AvgNonZeroReducer) or over
+    all triplets, zeros included (``reduction=mean``: ``F.triplet_margin_loss``, RobRank's ``ptripletN``)."""
+    if reduction not in TRIPLET_REDUCTIONS:
+        raise ValueError(f"loss 'triplet': option reduction must be one of {', '.join(TRIPLET_REDUCTIONS)}, "
+                         f"got {reduction!r}")
+    if reduction == "mean":
+        return losses.TripletMarginLoss(margin=margin, reducer=reducers.MeanReducer())
     return losses.TripletMarginLoss(margin=margin)
 
 
@@ -105,6 +116,12 @@ def _semihard(margin: float = 0.2):
 @MINERS.register("hardest")
 def _hardest():
     return miners.BatchHardMiner()
+
+
+@MINERS.register("spc2-random")
+def _spc2_random():
+    """RobRank's SPC-2 miner: one random negative per (anchor, positive) pair; needs ``sampler: pairs``."""
+    return SPC2RandomMiner()
 
 
 def build_miner(name: str, **options):

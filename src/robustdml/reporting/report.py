@@ -132,8 +132,17 @@ class RunSummary:
         return statistics.mean(values) if values else None
 
     def ers_terms(self) -> Dict[str, float]:
-        terms = [report["ers"]["terms"] for report in self.robustness if report.get("ers")]
-        return {key: statistics.mean(t[key] for t in terms) for key in terms[0]} if terms else {}
+        """The ten ERS terms on their 0-100 scale (100: the attack changed nothing), mean over seeds."""
+        return self._ers_mean("terms")
+
+    def ers_scores(self) -> Dict[str, float]:
+        """The ten ERS inputs as the reference prints them (CA/QA rank percentiles, TMA a cosine, ES:D a
+        distance, the others R@1 or retain@4 in %), mean over seeds; {} without ERS."""
+        return self._ers_mean("scores")
+
+    def _ers_mean(self, part: str) -> Dict[str, float]:
+        values = [report["ers"][part] for report in self.robustness if report.get("ers")]
+        return {key: statistics.mean(v[key] for v in values) for key in values[0]} if values else {}
 
     @property
     def warnings(self) -> List[str]:

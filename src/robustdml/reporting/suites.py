@@ -58,7 +58,8 @@ class Suite:
     ``Heading``, ``Paragraph``, ``Table``, ``Figure``, ...) placed after the standard results and
     costs; ``runs`` are the report's ``RunSummary`` objects in suite order (``run.label``,
     ``run.path.name`` = the RunSpec name, ``run.config``, ``run.benign("R@1")``,
-    ``run.robust_r1(eps)`` -> ``Estimate`` with ``value``, ``low``, ``high``, ``cell()``, ``run.ers``),
+    ``run.robust_r1(eps)`` -> ``Estimate`` with ``value``, ``low``, ``high``, ``cell()``, ``run.ers``,
+    ``run.ers_terms()`` (0-100 terms), ``run.ers_scores()`` (raw inputs as published)),
     ``figures`` the folder to save PNGs into (``plots.lines`` draws a readable line plot).
     ``sections_first`` puts them before the per-run results; ``featured`` names the runs the per-run
     figures and galleries show when a suite has too many runs for them (empty: all).
@@ -175,6 +176,63 @@ def defenses(full: bool = False, eta: Optional[int] = None) -> Suite:
                                "ERS uses the published 28px profile (PGD, 32 steps of 3/255 from the clean image, "
                                "eps 77/255) on the same queries."]
     return Suite("defenses", defenses.__doc__, runs, protocol, "full" if full else "cpu", notes)
+
+
+# RobRank's recipe for Fashion-MNIST (robrank/configs/configs_rank.py ``rc2f2`` with the loss ``ptripletN``):
+# the rc2f2 model (512-d embedding), batches of 128 SPC-2 pairs (256 images), the spc2-random miner, the
+# triplet loss with margin 0.2 averaged over all triplets, Adam lr 1e-3 with weight decay 1e-7, 8 epochs
+# (maxepoch 16 // 2 for pair losses).
+ROBRANK_RECIPE = {"dataset": "fashion-mnist", "model": "rc2f2", "loss": "triplet",
+                  "loss_options": {"reduction": "mean"}, "miner": "spc2-random", "sampler": "pairs",
+                  "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-7, "epochs": 8}
+# CPU size (40 minutes on 2 cores for all seven runs, evaluation included): a subset and fewer epochs;
+# never the attack steps, eta or the ERS profile.
+ROBRANK_CPU = {"train_per_class": 400, "epochs": 2}
+PUBLISHED_ETA, EQUAL_COST_ETA = 32, 8
+
+
+@SUITES.register("robrank-fashion")
+def robrank_fashion(full: bool = False, eta: Optional[int] = None) -> Suite:
+    """RobRank's published Fashion-MNIST table (natural, EST and ACT at eta 32) and the equal-cost runs at
+    eta 8 (EST, ACT, HM, HM + LGA + ICS), trained with the reference's recipe, ours beside the published
+    values for R@1 and every ERS term (Zhou & Patel, CVPR 2022)."""
+    from robustdml.reporting.robrank_fashion import comparison_section
+
+    base = {**ROBRANK_RECIPE, **({} if full else ROBRANK_CPU)}
+    cheap = eta or EQUAL_COST_ETA
+
+    def run(name: str, label: str, defense: str = "natural", **options) -> RunSpec:
+        return RunSpec(name, label, {**base, "defense": defense, **({"defense_options": options} if options else {})})
+
+    runs = [run("natural", "natural"),
+            run("est", f"EST (eta {PUBLISHED_ETA})", "est", steps=PUBLISHED_ETA),
+            run("act", f"ACT (eta {PUBLISHED_ETA})", "act", steps=PUBLISHED_ETA),
+            run(f"est-eta{cheap}", f"EST (eta {cheap})", "est", steps=cheap),
+            run(f"act-eta{cheap}", f"ACT (eta {cheap})", "act", steps=cheap),
+            run(f"hm-eta{cheap}", f"HM (eta {cheap})", "hm", steps=cheap),
+            run(f"hm-lga-ics-eta{cheap}", f"HM + LGA + ICS (eta {cheap})", "hm", steps=cheap, lga=True, ics=True)]
+    recipe = ("The reference's training recipe in every run (robrank/configs/configs_rank.py `rc2f2`, loss "
+              "`ptripletN`): model rc2f2 (512-d embedding), batches of 128 SPC-2 pairs (each anchor followed by a "
+              "random image of its class; `sampler: pairs`), miner spc2-random (one random negative per pair), "
+              "triplet loss with margin 0.2 averaged over all triplets (`reduction: mean`), Adam lr 1e-3, weight "
+              "decay 1e-7. Adversaries: eps 77/255 in steps of 3/255 from the clean image, eta = "
+              f"{PUBLISHED_ETA} (the published rows) or {cheap} (equal cost). 10% of the training data is held out "
+              "to select the checkpoint (the reference trains on all 60,000 images and keeps the last one).")
+    queries = "every test item" if full else f"{CPU_QUERIES} random test queries"
+    attack = (f"Robust R@1: the default evaluation (auto ensemble) on {queries}; ERS: the published 28px profile "
+              "(PGD, 32 steps of 3/255 from the clean image, eps 77/255) on the same queries.")
+    if full:
+        scale = (f"Paper-sized setting: all of Fashion-MNIST (54,000 training images after the validation split, "
+                 f"10,000 test images), {ROBRANK_RECIPE['epochs']} epochs.")
+    else:
+        scale = (f"CPU-sized setting, cut from the reference protocol in three ways only: "
+                 f"{ROBRANK_CPU['train_per_class']} training images per class (of 5,400 after the validation split), "
+                 f"{ROBRANK_CPU['epochs']} epochs instead of {ROBRANK_RECIPE['epochs']}, and the attacks on "
+                 f"{CPU_QUERIES} random test queries instead of all 10,000 (the gallery is the whole test set). "
+                 "Attack steps, eta and the ERS profile are the reference's. Run with --full for the reference "
+                 "protocol.")
+    return Suite("robrank-fashion", " ".join(robrank_fashion.__doc__.split()), runs, _protocol(full, ers=True),
+                 "full" if full else "cpu", [scale, recipe, attack], sections=comparison_section)
 
 
 @SUITES.register("synthetic")

@@ -1,0 +1,80 @@
+"""GTM with the reference's target and with ours, on the same queries of the same model.
+
+RobRank's GTM selector (robrank/attacks/advrank_qcselector.py ``_sel_gtm`` at 38ec207) ranks the
+gallery items whose class differs from the query's top-1, takes the POSITION of the nearest one
+within that masked subset, and uses the position as a gallery index: the query is pulled towards an
+effectively random item. Ours (robustdml.attacks.retrieval, ``gtm``) pulls it towards the nearest
+item of another class, as the attack means to. Both run here with the published ERS profile (PGD,
+32 steps of 3/255 from the clean image at eps 77/255) on the queries of the default evaluation;
+the GTM score is R@1 after the attack (higher = more robust). Also printed: how far down the
+clean ranking the targets lie (rank percentile) and how many share the query's class.
+
+    python benchmarks/gtm_target.py RUN_DIR... [--queries 300] [--seed 0] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from robustdml.attacks import build_engine
+from robustdml.attacks import objectives as O
+from robustdml.attacks.retrieval import AttackContext, rank_percentile, run_attack
+from robustdml.attacks.spec import ers_spec
+from robustdml.engine.evaluate import load_run
+from robustdml.evaluation import compute_embeddings, retrieval_metrics
+
+
+def reference_targets(distances: torch.Tensor, labels: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``_sel_gtm``'s "top-1 unmatching" index: the position, among the items whose class differs from
+    the query's top-1, of the nearest of them (the query itself ranked last), read as a gallery index."""
+    distances = distances.clone()
+    distances[torch.arange(len(queries)), torch.as_tensor(queries)] = float("inf")
+    top1 = distances.argmin(dim=1).numpy()
+    targets = []
+    for row, first in enumerate(top1):
+        unmatched = np.flatnonzero(labels != labels[first])
+        targets.append(int(distances[row, unmatched].argmin()))
+    return np.asarray(targets)
+
+
+def compare(run_dir: str, queries: int, seed: int, device: str) -> None:
+    loaded = load_run(run_dir, device=device)
+    dataset, model = loaded.splits.test, loaded.model
+    gallery, labels = compute_embeddings(model, dataset, device=loaded.device, progress=False)
+    labels = labels.numpy()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).numpy()
+    chosen = np.sort(order[:queries])  # the default evaluation's queries (attacks/suite.py)
+    spec = ers_spec(dataset.image_shape[-1])
+    engine = build_engine(spec.engine, eps=spec.eps[0], steps=spec.steps, step_size=spec.step_size, norm=spec.norm,
+                          random_start=spec.random_start)
+    ctx = AttackContext(model=model, dataset=dataset, gallery=gallery, labels=labels, engine=engine,
+                        device=loaded.device, generator=torch.Generator().manual_seed(seed))
+    ours = run_attack("gtm", ctx, chosen)["GTM"]
+    distances = ctx.distances(gallery[chosen])
+    targets = reference_targets(distances, labels, chosen)
+    moved = ctx.embed(ctx.perturb(chosen, O.pull_to, gallery[targets]))
+    theirs = 100 * retrieval_metrics(moved, labels[chosen], gallery, labels, exclude_index=chosen)["R@1"]
+    other = labels[None, :] != labels[chosen][:, None]
+    nearest_other = distances.masked_fill(~torch.as_tensor(other), float("inf")).argmin(dim=1).numpy()
+    print(f"{run_dir}: GTM (R@1 after, %) ours {ours:.1f}, reference's target {theirs:.1f}; targets' clean rank "
+          f"percentile: ours {rank_percentile(distances, nearest_other, chosen).mean():.1f}, reference's "
+          f"{rank_percentile(distances, targets, chosen).mean():.1f}; reference targets of the query's class: "
+          f"{100 * np.mean(labels[targets] == labels[chosen]):.0f}% ({len(chosen)} queries)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    for run_dir in args.run_dirs:
+        compare(run_dir, args.queries, args.seed, args.device)
+
+
+if __name__ == "__main__":
+    main()
