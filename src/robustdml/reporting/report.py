@@ -310,7 +310,7 @@ def configuration_section(runs: List[RunSummary], protocol: AttackProtocol, outp
     blocks: List[Block] = [
         Paragraph(f"**Attack** (every robust R@1): `{spec.describe()}` at eps {', '.join(f'{e:g}' for e in spec.eps)} "
                   f"on {counts_text(runs, 'queries')} random test queries per run, {seeds_text(protocol)}; convergence "
-                  f"probe: {spec.probe_queries or 'none'} queries. Versions: {versions}."),
+                  f"probe: {f'{spec.probe_queries} queries' if spec.probe_queries else 'none'}. Versions: {versions}."),
         Table([Column("run", left=True), Column("directory", left=True),
                Column("differs from the shared configuration", left=True),
                Column("robustness results", left=True)], rows).without_empty_columns(),

@@ -96,7 +96,7 @@ def _base(full: bool, dataset: str = "fashion-mnist") -> Dict[str, Any]:
 
 
 # CPU budgets cut the attacked queries, never the attack's strength (steps, restarts, ERS profile).
-CPU_QUERIES = 300
+CPU_QUERIES = 200
 
 
 def _protocol(full: bool, seeds: Tuple[int, ...] = (0,), ers: bool = False, **spec) -> AttackProtocol:
