@@ -60,7 +60,7 @@ def test_early_stop_gives_the_same_robust_r1_for_fewer_passes(runner):
 
 def test_the_convergence_check_fires_on_a_weak_attack_and_is_silent_on_the_default(natural_fmnist):
     model, test = natural_fmnist
-    weak = AttackSpec(eps=(EPS,), steps=2, max_queries=QUERIES, sanity_checks=False)
+    weak = AttackSpec(eps=(EPS,), steps=2, max_queries=QUERIES, sanity_checks=False, escalations=0)
     with pytest.warns(UntrustworthyEvaluation, match="not converged: .*margin"):
         report = evaluate_robustness(model, test, weak, progress=False)
     check = report.convergence[EPS]
@@ -72,6 +72,34 @@ def test_the_convergence_check_fires_on_a_weak_attack_and_is_silent_on_the_defau
     assert report.convergence[0.1]["converged"], report.convergence
     assert report.convergence[0.1]["probe"] == 100
     assert report.warnings == []
+
+
+def test_a_failed_check_escalates_so_the_reported_figure_is_the_stronger_one(natural_fmnist):
+    model, test = natural_fmnist
+    weak = AttackSpec(eps=(EPS,), steps=2, max_queries=QUERIES, sanity_checks=False, escalations=0)
+    with pytest.warns(UntrustworthyEvaluation):
+        warned = evaluate_robustness(model, test, weak, progress=False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrustworthyEvaluation)
+        escalated = evaluate_robustness(model, test, AttackSpec(eps=(EPS,), steps=2, max_queries=QUERIES,
+                                                                sanity_checks=False, escalations=2), progress=False)
+    history = escalated.convergence[EPS]["escalations"]
+    assert 1 <= len(history) <= 2
+    # The first escalation is exactly the failed check's attack, now on every query: it breaks at
+    # least what the check broke on the probe, and the headline includes it.
+    first = history[0]
+    assert first["attack"].startswith("auto: APGD-4,") and first["R@1"] < first["R@1_before"]
+    assert first["failed_check"]["probe"] == QUERIES   # the probe (100) covers every query here, so ...
+    broken_on_probe = first["failed_check"]["R@1"] - first["failed_check"]["stronger_R@1"]
+    assert first["R@1_before"] - first["R@1"] == pytest.approx(broken_on_probe)   # ... the same seeded attack
+    assert escalated.worst_case[EPS]["R@1"] == pytest.approx(history[-1]["R@1"])
+    assert escalated.worst_case[EPS]["R@1"] < warned.worst_case[EPS]["R@1"] - 0.01
+    assert any(row["attack"] == "auto, escalation 1" for row in escalated.rows)
+    assert escalated.worst_case[EPS]["passes_per_query"] > warned.worst_case[EPS]["passes_per_query"]
+    if len(history) == 2:
+        assert history[1]["attack"].startswith("auto: APGD-8,")
+    assert "escalation" in escalated.to_markdown()
 
 
 def test_the_checks_extra_restart_draws_fresh_starts():

@@ -31,7 +31,7 @@ def test_the_key_changes_with_every_field_and_round_trips():
     base = AttackSpec()
     changes = {"attacks": ("nn",), "eps": (0.01,), "engine": "pgd", "steps": 7, "step_size": 0.01, "norm": "l2",
                "random_start": False, "restarts": 2, "targets": 2, "candidates": 3, "early_stop": False,
-               "qa_candidates": 2, "ca_queries": 2, "gtt_k": 3, "max_queries": 10, "probe_queries": 5,
+               "qa_candidates": 2, "ca_queries": 2, "gtt_k": 3, "max_queries": 10, "probe_queries": 5, "escalations": 1,
                "sanity_checks": False, "ers": ers_spec(28)}
     assert set(changes) == {f.name for f in dataclasses.fields(AttackSpec)}, "a field is missing from this test"
     keys = {base.key()}

@@ -14,6 +14,7 @@ from robustdml.evaluation.intervals import binomial_interval
 from robustdml.reporting import findings
 from robustdml.reporting.blocks import Heading, Paragraph, Table, Column, Cell
 from robustdml.reporting.report import Estimate, RunSummary, render_report
+from robustdml.reporting.suites import CPU_QUERIES
 from robustdml.reporting.runner import run_suite
 from robustdml.reporting.suites import SUITES, AttackProtocol, build_suite, select_runs
 
@@ -276,9 +277,9 @@ def test_robrank_fashion_builds_the_published_and_equal_cost_runs_with_the_refer
     assert full_config.epochs == 8 and full_config.train_per_class is None and full.protocol.spec.max_queries is None
     cpu_config = TrainConfig.from_dict(cpu.runs[0].config).resolved()
     assert cpu_config.epochs < 8 and cpu_config.train_per_class and cpu_config.test_per_class is None
-    assert cpu.protocol.spec.max_queries == 300 and cpu.protocol.spec.steps == full.protocol.spec.steps
+    assert cpu.protocol.spec.max_queries == CPU_QUERIES and cpu.protocol.spec.steps == full.protocol.spec.steps
     notes = " ".join(cpu.notes)
-    assert f"{cpu_config.train_per_class} training images per class" in notes and "300 random test queries" in notes
+    assert f"{cpu_config.train_per_class} training images per class" in notes and f"{CPU_QUERIES} random test queries" in notes
     assert "Attack steps, eta and the ERS profile are the reference's" in notes
     cheaper = build_suite("robrank-fashion", eta=4)  # --eta sets the equal-cost runs only
     assert [spec.name for spec in cheaper.runs][3:] == ["est-eta4", "act-eta4", "hm-eta4", "hm-lga-ics-eta4"]

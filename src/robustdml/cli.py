@@ -200,6 +200,10 @@ def _add_spec_flags(parser, max_queries: int) -> None:
     parser.add_argument("--probe-queries", type=int, default=S.PROBE_QUERIES,
                         help=f"queries re-attacked with 2x steps and one more restart to check convergence "
                              f"(default {S.PROBE_QUERIES}; 0 = no check)")
+    parser.add_argument("--escalations", type=int, default=S.AUTO_ESCALATIONS,
+                        help="when the convergence check fails at an eps, re-attack every surviving query with its "
+                             f"stronger attack and check again, at most this many times (default "
+                             f"{S.AUTO_ESCALATIONS}; 0 = only warn)")
     parser.add_argument("--no-sanity-checks", action="store_true", help="skip the eps-monotonicity and unbounded checks")
     parser.add_argument("--ers", action="store_true", help="also run the published ERS profile (PGD 32 x 3/255 from "
                                                            "the clean image at 8/255 or 77/255)")
@@ -217,7 +221,7 @@ def _spec_from_args(args, image_size: int):
                       candidates=args.candidates, early_stop=not args.no_early_stop,
                       qa_candidates=args.qa_candidates, ca_queries=args.ca_queries, gtt_k=args.gtt_k,
                       max_queries=args.max_queries or None, probe_queries=args.probe_queries,
-                      sanity_checks=not args.no_sanity_checks, ers=ers)
+                      escalations=args.escalations, sanity_checks=not args.no_sanity_checks, ers=ers)
 
 
 def _input_size(run_dir) -> int:
