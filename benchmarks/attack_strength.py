@@ -28,6 +28,7 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.attacks.ensemble import EnsembleRunner, Run
+from robustdml.attacks.suite import attacked_queries
 from robustdml.attacks.retrieval import AttackContext
 from robustdml.attacks.spec import AUTO_MEMBERS, AUTO_RESTARTS, AUTO_STEPS, AttackSpec
 from robustdml.engine.config import TrainConfig
@@ -117,8 +118,8 @@ def main(argv=None) -> None:
     verdicts = []
     for label, path in _models(arguments).items():
         runner, labels, size = _runner(path, arguments.seed)
-        queries = np.sort(np.random.default_rng(arguments.seed).choice(size, min(arguments.queries, size),
-                                                                         replace=False))
+        # the queries evaluate_robustness attacks with this seed and max_queries: a report's own queries
+        queries = attacked_queries(size, arguments.queries, arguments.seed)
         clean = runner.clean_correct(queries)
         print(f"\n## {label} ({path}): clean R@1 {100 * clean.mean():.1f} on {len(queries)} queries\n", flush=True)
         print("| eps | steps x restarts | " + " | ".join(AUTO_MEMBERS) + " | ensemble | passes/query | seconds |")

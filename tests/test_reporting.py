@@ -174,6 +174,9 @@ def test_selecting_runs_keeps_suite_order_and_names_bad_ones():
     chosen = select_runs(suite, ["mdprop", "natural"])
     assert [spec.name for spec in chosen.runs] == ["natural", "mdprop"]
     assert chosen.protocol == suite.protocol
+    # the report says it holds part of the suite, naming what it left out
+    assert "2 of the suite's 7 runs" in chosen.description and "robust triplet (Panum)" in chosen.description
+    assert select_runs(suite, [spec.name for spec in suite.runs]).description == suite.description
     with pytest.raises(ValueError, match="unknown run name.*mdprp.*valid: natural"):
         select_runs(suite, ["mdprp"])
 

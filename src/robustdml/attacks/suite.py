@@ -188,6 +188,13 @@ def _versions() -> Dict[str, str]:
     return {"robustdml": getattr(robustdml, "__version__", "?"), "torch": torch.__version__}
 
 
+def attacked_queries(size: int, max_queries: Optional[int], seed: int) -> np.ndarray:
+    """The sorted indices of the test items an evaluation attacks: ``max_queries`` of ``size`` drawn with
+    ``seed`` (None: all). Benchmarks use it to attack exactly the queries of a report."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).numpy()
+    return np.sort(order[:max_queries] if max_queries else order)
+
+
 class _Evaluation:
     """The state of one ``evaluate_robustness`` call: model, clean gallery, queries, runner."""
 
@@ -197,8 +204,7 @@ class _Evaluation:
         self.gallery, labels = compute_embeddings(model, dataset, batch_size=batch_size, device=device,
                                                   progress=progress)
         self.labels = labels.numpy()
-        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(seed)).numpy()
-        self.queries = np.sort(order[:spec.max_queries] if spec.max_queries else order)
+        self.queries = attacked_queries(len(self.labels), spec.max_queries, seed)
         self.bar = tqdm(desc="attacking", unit="query", disable=not progress, leave=False)
         self.runner = EnsembleRunner(self.context(spec, 0.0), seed=seed, batch_size=batch_size,
                                      progress=self.bar.update)

@@ -84,7 +84,13 @@ def select_runs(suite: Suite, names: List[str]) -> Suite:
     if unknown or not wanted:
         raise ValueError(f"--runs: unknown run name(s) {', '.join(unknown) or '(none given)'} for suite "
                          f"{suite.name}; valid: {', '.join(valid)}")
-    return replace(suite, runs=[spec for spec in suite.runs if spec.name in wanted])
+    kept = [spec for spec in suite.runs if spec.name in wanted]
+    if len(kept) == len(suite.runs):
+        return suite
+    left = [spec.label for spec in suite.runs if spec.name not in wanted]
+    note = (f"This report holds {len(kept)} of the suite's {len(suite.runs)} runs; not run here: {', '.join(left)} "
+            "(add them with `--runs`, or run the whole suite, into the same output folder).")
+    return replace(suite, runs=kept, description=f"{suite.description.rstrip()} {note}")
 
 
 def _base(full: bool, dataset: str = "fashion-mnist") -> Dict[str, Any]:
