@@ -191,8 +191,9 @@ def defenses(full: bool = False, eta: Optional[int] = None) -> Suite:
 ROBRANK_RECIPE = {"dataset": "fashion-mnist", "model": "rc2f2", "loss": "triplet",
                   "loss_options": {"reduction": "mean"}, "miner": "spc2-random", "sampler": "pairs",
                   "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-7, "epochs": 8}
-# CPU size (40 minutes on 2 cores for all seven runs, evaluation included): a subset and fewer epochs;
-# never the attack steps, eta or the ERS profile.
+# CPU size (aimed at 40 minutes on 2 cores for all seven runs, evaluation included; measured 58 minutes with
+# every run on one thread of 2 shared cores, see the README): a subset and fewer epochs; never the attack
+# steps, eta or the ERS profile.
 ROBRANK_CPU = {"train_per_class": 400, "epochs": 2}
 PUBLISHED_ETA, EQUAL_COST_ETA = 32, 8
 
