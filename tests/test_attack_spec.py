@@ -20,7 +20,8 @@ def test_the_default_is_the_auto_ensemble_with_its_checks():
     ("attacks", ("nn", "nn"), "twice"), ("eps", (-0.1,), "eps"), ("eps", (float("nan"),), "eps"),
     ("engine", "bim", "engine 'bim'"), ("norm", "l1", "norm"), ("steps", 0, "steps"), ("restarts", 0, "restarts"),
     ("targets", 0, "targets"), ("gtt_k", 0, "gtt_k"), ("max_queries", 0, "max_queries"),
-    ("probe_queries", -1, "probe_queries"), ("step_size", -1.0, "step_size"), ("early_stop", "yes", "early_stop"),
+    ("probe_queries", -1, "probe_queries"), ("escalations", -1, "escalations"), ("escalations", 1.5, "escalations"),
+    ("step_size", -1.0, "step_size"), ("early_stop", "yes", "early_stop"),
     ("steps", True, "steps")])
 def test_invalid_settings_name_the_field(field, value, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -49,6 +50,10 @@ def test_the_stronger_spec_is_one_more_restart_with_twice_the_steps():
     spec = AttackSpec(steps=10, restarts=2)
     assert (spec.stronger().steps, spec.stronger().restarts, spec.stronger().probe_queries) == (20, 1, 0)
     assert AttackSpec(step_size=0.02).stronger().step_size == pytest.approx(0.01)
+    # escalation k doubles k times and never escalates or probes itself
+    assert (spec.stronger(2).steps, spec.stronger(2).escalations) == (40, 0)
+    assert AttackSpec(step_size=0.02).stronger(2).step_size == pytest.approx(0.005)
+    assert spec.escalations == 2 and AttackSpec().escalations >= 1
 
 
 def test_the_ers_profile_follows_the_published_code_and_the_input_size():
