@@ -109,7 +109,7 @@ class RobustnessReport:
                 converged = "-" if check is None else ("yes" if check["converged"] else
                                                        f"NO (-{100 * check['drop']:.1f} points)")
                 if escalated:
-                    converged += f" after {escalated} escalation{'s' if escalated > 1 else ''}"
+                    converged += f" after {escalations_text(escalated)}"
                 lines.append(f"| {eps:.4g} | {_percent_ci(entry)} | {100 * entry['mAP@R']:.2f} | "
                              f"{entry['passes_per_query']:.1f} | {converged} |")
             lines.append("")
@@ -186,6 +186,11 @@ def _versions() -> Dict[str, str]:
     import robustdml
 
     return {"robustdml": getattr(robustdml, "__version__", "?"), "torch": torch.__version__}
+
+
+def escalations_text(count: int) -> str:
+    """``1 escalation`` / ``2 escalations``: how many times an eps was re-attacked after a failed check."""
+    return f"{count} escalation{'s' if count > 1 else ''}"
 
 
 def attacked_queries(size: int, max_queries: Optional[int], seed: int) -> np.ndarray:
@@ -277,28 +282,30 @@ def evaluate_robustness(model: torch.nn.Module, dataset, spec: Optional[AttackSp
         correct = clean["correct@1"].copy()
         worst_ap = clean["ap@r"].copy()
         passes = 0.0
-        for name in spec.attacks:
-            if name == AUTO or name in ENSEMBLE_ATTACKS:
-                row, row_correct, row_ap = state.ensemble_row(name, spec, eps)
-            else:
-                row, row_correct, row_ap = state.attack_row(name, spec, eps)
+
+        def absorb(row, row_correct, row_ap) -> None:
+            """Add an attack's row to the report and its damage to the per-query worst case."""
+            nonlocal correct, worst_ap, passes
             report.rows.append(row)
             passes += row["passes_per_query"]
             if row_correct is not None:
                 correct &= row_correct
                 worst_ap = np.fmin(worst_ap, row_ap)
+
+        for name in spec.attacks:
+            if name == AUTO or name in ENSEMBLE_ATTACKS:
+                absorb(*state.ensemble_row(name, spec, eps))
+            else:
+                absorb(*state.attack_row(name, spec, eps))
         if spec.probe_queries and any(m in ENSEMBLE_ATTACKS for m in spec.members):
             check = convergence_check(state, spec, eps, correct)
             history = []
             while not check["converged"] and len(history) < spec.escalations:
                 row, row_correct, row_ap = escalate(state, spec, eps, correct, level=len(history) + 1)
-                report.rows.append(row)
-                passes += row["passes_per_query"]
                 history.append({"attack": row["stronger"], "R@1_before": float(correct.mean()),
                                 "R@1": row["R@1"], "passes_per_query": row["passes_per_query"],
                                 "failed_check": {k: check[k] for k in ("probe", "R@1", "stronger_R@1", "drop")}})
-                correct &= row_correct
-                worst_ap = np.fmin(worst_ap, row_ap)
+                absorb(row, row_correct, row_ap)
                 check = convergence_check(state, spec, eps, correct, level=len(history))
             report.convergence[eps] = {**check, "escalations": history}
         report.worst_case[eps] = {**_rate(correct), "mAP@R": float(np.nanmean(worst_ap)), "passes_per_query": passes}
@@ -359,7 +366,7 @@ def escalate(state: _Evaluation, spec: AttackSpec, eps: float, correct: np.ndarr
     state.bar.set_postfix(attack=f"escalation {level}", eps=f"{eps:.3g}")
     started = time.perf_counter()
     outcome = state.runner.run(state.queries, stronger, eps, members, alive=correct, runs=runs)
-    row = {"attack": f"auto, escalation {level}", "eps": eps, **_rate(outcome.correct & correct),
+    row = {"attack": f"auto, escalation {level}", "eps": eps, **_rate(outcome.correct),
            "mAP@R": float(np.nanmean(outcome.ap)), "passes_per_query": float(outcome.passes.mean()),
            "seconds": time.perf_counter() - started, "broken_by": _counts(outcome.broken_by),
            "stronger": stronger.describe()}
@@ -399,7 +406,7 @@ def _problems(report: RobustnessReport, spec: AttackSpec) -> List[str]:
         if not check["converged"]:
             culprits = ", ".join(f"{member} ({count} more)" for member, count in check["newly_broken_by"].items())
             escalated = len(check.get("escalations", ()))
-            after = (f" even after {escalated} escalation{'s' if escalated > 1 else ''} (every surviving query "
+            after = (f" even after {escalations_text(escalated)} (every surviving query "
                      f"re-attacked up to {check['escalations'][-1]['attack']})" if escalated else "")
             problems.append(
                 f"eps {eps:.4g}: the attack has not converged{after}: one more restart with twice the steps "

@@ -9,7 +9,7 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from robustdml.attacks import build_engine
 from robustdml.attacks import objectives as O
-from robustdml.attacks.engines import ascent_direction, project, random_init
+from robustdml.attacks.engines import AttackEngine, ascent_direction
 from robustdml.attacks.retrieval import jittered
 from robustdml.defenses.base import Defense
 from robustdml.losses.tuples import pair_anchors, pick_per_row
@@ -172,32 +172,28 @@ def bool_option(defense: str, field: str, value) -> bool:
     raise ValueError(f"{defense}: {field} must be true or false, got {value!r}")
 
 
-class EarlyStopPGD:
+class EarlyStopPGD(AttackEngine):
     """PGD (sign steps under l_inf) that stops as soon as every sample's objective has reached
     ``stop_at`` or the batch's mean objective changed by less than ``tolerance`` in a step, as
     RobRank's hardness manipulation does (defenses/amd.py ``HardnessManipulate``: it breaks out of
     the loop once its loss saturates, in particular once it is 0). ``steps_taken`` counts the
     gradient evaluations of the last call (the adversary's forward+backward passes).
-    Same interface as the attack engines: ``perturb(model, images, objective, generator)``.
+    The engines' ball, clipping and starts (:class:`~robustdml.attacks.engines.AttackEngine`); only
+    ``perturb(model, images, objective, generator)`` is its own (a batch-level stop, no per-sample one).
     """
 
     name = "pgd-early-stop"
 
-    def __init__(self, eps: float, steps: int, step_size: float, norm: str = "linf", random_start: bool = False,
-                 stop_at: float = 0.0, tolerance: float = 1e-7):
-        self.eps, self.steps, self.step_size, self.norm = float(eps), int(steps), float(step_size), norm
-        self.random_start, self.stop_at, self.tolerance = random_start, stop_at, tolerance
+    def __init__(self, eps: float, steps: int, step_size: Optional[float] = None, norm: str = "linf",
+                 random_start: bool = False, stop_at: float = 0.0, tolerance: float = 1e-7):
+        super().__init__(eps, steps=steps, step_size=step_size, norm=norm, random_start=random_start)
+        self.stop_at, self.tolerance = stop_at, tolerance
         self.steps_taken = 0
-
-    def _clip(self, images: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:
-        return (images + project(adversarial - images, self.eps, self.norm)).clamp(0.0, 1.0)
 
     def perturb(self, model, images: torch.Tensor, objective, generator: Optional[torch.Generator] = None
                 ) -> torch.Tensor:
         images = images.detach()
-        adversarial = images.clone()
-        if self.random_start:
-            adversarial = self._clip(images, images + random_init(images, self.eps, self.norm, generator))
+        adversarial = self.starting_point(images, generator, None)
         self.steps_taken, previous = 0, None
         with eval_mode(model):
             for _ in range(self.steps):
@@ -210,12 +206,9 @@ class EarlyStopPGD:
                                                              and abs(mean - previous) < self.tolerance):
                     break
                 previous = mean
-                adversarial = self._clip(images, adversarial.detach() + self.step_size
-                                         * ascent_direction(grad, self.norm))
+                adversarial = self.clip(images, adversarial.detach() + self.step_size
+                                        * ascent_direction(grad, self.norm))
         return adversarial.detach()
-
-    def __repr__(self) -> str:
-        return f"{self.name}(eps={self.eps:.4g}, steps={self.steps}, step_size={self.step_size:.4g}, norm={self.norm})"
 
 
 class AdversarialDefense(Defense):

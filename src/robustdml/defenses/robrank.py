@@ -218,8 +218,7 @@ class HardnessManipulation(RobRankDefense):
     def build_adversary(self, engine: str):
         if engine != "pgd":
             return super().build_adversary(engine)
-        step_size = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
-        return EarlyStopPGD(self.eps, self.steps, step_size, self.norm, self.random_start)
+        return EarlyStopPGD(self.eps, self.steps, self.step_size, self.norm, self.random_start)
 
     def triplets(self, kind: str, clean, labels, generator):
         """One triplet per anchor, sampled as ``kind`` says (see the class docstring)."""

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 
+from robustdml.attacks.suite import escalations_text
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.reporting import plots
@@ -282,7 +283,7 @@ def checks_table(runs: List[RunSummary], protocol: AttackProtocol) -> Table:
             worst = max(checks, key=lambda c: c["drop"])
             ok = all(c["converged"] for c in checks)
             escalated = max(len(c.get("escalations", ())) for c in checks)
-            notes = ([f"after {escalated} escalation{'s' if escalated > 1 else ''}"] if escalated else []) + \
+            notes = ([f"after {escalations_text(escalated)}"] if escalated else []) + \
                     ([] if ok else ["**not converged**"])
             row.append(Cell(f"{100 * worst['R@1']:.1f} → {100 * worst['stronger_R@1']:.1f}", note=", ".join(notes)))
         row.append("-" if run.unbounded_r1 is None else f"{100 * run.unbounded_r1:.1f}")
