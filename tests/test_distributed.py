@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustdml.defenses import build_defense
-from robustdml.engine.distributed import DistributedContext
+from robustdml.engine.distributed import DistributedContext, shutdown_distributed
 
 STEPS = 5
 GLOBAL_BATCH = 16
@@ -69,12 +69,16 @@ def _worker(rank, world_size, port, queue, backend, device, recipe):
         device = f"cuda:{rank % torch.cuda.device_count()}"
         torch.cuda.set_device(device)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    context, finished = DistributedContext(rank=rank, world_size=world_size), False
     try:
-        state, losses = _train(DistributedContext(rank=rank, world_size=world_size), device, recipe)
+        state, losses = _train(context, device, recipe)
         if rank == 0:
             queue.put(({k: v.numpy().copy() for k, v in state.items()}, losses))  # no shared memory
+        finished = True
     finally:
-        dist.destroy_process_group()
+        # as the trainer leaves: wait for the peer before tearing gloo down (a rank that destroys the
+        # group while the other still holds its connection can abort that rank: SIGABRT, exit code -6)
+        shutdown_distributed(context, wait_for_peers=finished)
 
 
 def _free_port() -> int:
