@@ -263,15 +263,17 @@ def test_robrank_fashion_builds_the_published_and_equal_cost_runs_with_the_refer
 
     cpu, full = build_suite("robrank-fashion"), build_suite("robrank-fashion", full=True)
     names = ["natural", "est", "act", "est-eta8", "act-eta8", "hm-eta8", "hm-lga-ics-eta8"]
+    assert [spec.name for spec in full.runs] == names
+    assert [spec.name for spec in cpu.runs] == names[:1] + ["natural-reference"] + names[1:]
     for suite in (cpu, full):
-        assert [spec.name for spec in suite.runs] == names
         configs = {spec.name: TrainConfig.from_dict(spec.config).resolved() for spec in suite.runs}
         for config in configs.values():
             assert (config.model, config.loss, config.miner, config.sampler) == ("rc2f2", "triplet", "spc2-random",
                                                                                 "pairs")
             assert (config.batch_size, config.lr, config.weight_decay, config.embedding_dim) == (256, 1e-3, 1e-7, 512)
             assert config.loss_options == {"reduction": "mean"}
-        assert [(c.defense, c.defense_options) for c in configs.values()] == [
+            assert config.val_fraction == 0.0  # the reference trains on every image and keeps the last checkpoint
+        assert [(c.defense, c.defense_options) for name, c in configs.items() if name != "natural-reference"] == [
             ("natural", {}), ("est", {"steps": 32}), ("act", {"steps": 32}), ("est", {"steps": 8}),
             ("act", {"steps": 8}), ("hm", {"steps": 8}), ("hm", {"steps": 8, "lga": True, "ics": True})]
         assert suite.protocol.spec.ers == ers_spec(28) and suite.protocol.spec.attacks == ("auto",)
@@ -280,13 +282,16 @@ def test_robrank_fashion_builds_the_published_and_equal_cost_runs_with_the_refer
     assert full_config.epochs == 8 and full_config.train_per_class is None and full.protocol.spec.max_queries is None
     cpu_config = TrainConfig.from_dict(cpu.runs[0].config).resolved()
     assert cpu_config.epochs < 8 and cpu_config.train_per_class and cpu_config.test_per_class is None
+    reference = TrainConfig.from_dict(cpu.runs[1].config).resolved()  # the published natural row, not cut
+    assert (reference.defense, reference.epochs, reference.train_per_class) == ("natural", 8, None)
+    assert cpu.runs[1].config == full.runs[0].config  # exactly the --full natural run
     assert cpu.protocol.spec.max_queries == CPU_QUERIES and cpu.protocol.spec.steps == full.protocol.spec.steps
     notes = " ".join(cpu.notes)
     assert f"{cpu_config.train_per_class} training images per class" in notes and f"{CPU_QUERIES} random test queries" in notes
     assert "Attack steps, eta and the ERS profile are the reference's" in notes
     cheaper = build_suite("robrank-fashion", eta=4)  # --eta sets the equal-cost runs only
-    assert [spec.name for spec in cheaper.runs][3:] == ["est-eta4", "act-eta4", "hm-eta4", "hm-lga-ics-eta4"]
-    assert cheaper.runs[1].config["defense_options"] == {"steps": 32}
+    assert [spec.name for spec in cheaper.runs][-4:] == ["est-eta4", "act-eta4", "hm-eta4", "hm-lga-ics-eta4"]
+    assert next(spec for spec in cheaper.runs if spec.name == "est").config["defense_options"] == {"steps": 32}
     assert [spec.name for spec in select_runs(cpu, ["hm-eta8", "natural"]).runs] == ["natural", "hm-eta8"]
 
 
@@ -308,7 +313,9 @@ def test_robrank_fashion_section_puts_ours_beside_the_published_values(tmp_path)
     runs = [_robrank_run(tmp_path, "natural", "natural", natural, 0.85),
             _robrank_run(tmp_path, "est", "EST (eta 32)", {**est, "GTM": 90.8}, 0.80),
             _robrank_run(tmp_path, "act", "ACT (eta 32)", act, 0.70),
-            _robrank_run(tmp_path, "hm-eta8", "HM (eta 8)", natural, 0.75)]
+            _robrank_run(tmp_path, "hm-eta8", "HM (eta 8)", natural, 0.75),
+            _robrank_run(tmp_path, "natural-reference", "natural (reference protocol)", {**natural, "GTM": 80.0},
+                         0.87)]
     suite = build_suite("robrank-fashion")
     output = render_report(runs, tmp_path / "report", suite.protocol, sections=suite.sections, galleries=False)
     check_structure(output)
@@ -328,7 +335,12 @@ def test_robrank_fashion_section_puts_ours_beside_the_published_values(tmp_path)
     assert "no equal-cost (eta = 8) rows" in markdown
     # ERS points: CA+ counts twice (2 CA+), TMA 100 (1 - TMA); GTM as it is
     assert "ACT (eta 32): CA+ -40.0, TMA -30.0" in markdown and "EST (eta 32): GTM +70.0" in markdown
-    assert "Natural training's ERS is at most 10: holds (4.2; published 4.2)" in markdown
+    assert "Natural training's ERS is at most 10, natural: holds (4.2; published 4.2)" in markdown
+    # the natural row on the reference protocol is compared with the published natural row and checked on its own
+    assert row[("natural (reference protocol)", "published")][0] == "87.6"
+    assert row[("natural (reference protocol)", "difference")][-3] == "+67.4"  # GTM 80.0 against 12.6
+    assert ("Natural training's ERS is at most 10, natural (reference protocol): **does not hold** (10.9; "
+            "published 4.2)") in markdown
     assert ("natural < EST < ACT in ERS: holds (ours: natural 4.2, EST (eta 32) 45.7, ACT (eta 32) 56.3; "
             "published: 4.2, 38.7, 63.3)") in markdown
     ordering = next(table for table in markdown_tables(markdown) if table[0][0] == "term (0-100)")
@@ -336,3 +348,18 @@ def test_robrank_fashion_section_puts_ours_beside_the_published_values(tmp_path)
     assert ordering[1][ERS_INPUTS.index("TMA")][-2:] == ["yes", "yes"]  # published: 1.0 < 3.4 < 74.1
     assert ordering[1][ERS_INPUTS.index("GTM")][1:4] == ["12.6", "90.8", "60.2"]
     assert ordering[1][ERS_INPUTS.index("GTM")][-2:] == ["**no**", "yes"]  # the term that breaks our ordering
+
+
+def test_report_of_runs_without_a_validation_split_has_no_validation_figure(tmp_path):
+    """RobRank's recipe trains with val_fraction 0: the report keeps the loss curves and says which runs
+    have no validation curve, instead of failing on an empty plot."""
+    with_split = fake_run(tmp_path, "with split", 0.8, {0.05: (100, 300), 0.1: (50, 300)}, epochs=3)
+    without = fake_run(tmp_path, "without split", 0.8, {0.05: (100, 300), 0.1: (50, 300)}, epochs=3)
+    without.history = [{k: v for k, v in record.items() if k != "val/R@1"} for record in without.history]
+    output = render_report([with_split, without], tmp_path / "mixed", PROTOCOL, galleries=False)
+    markdown = (output / "report.md").read_text()
+    assert "No validation split (last checkpoint kept): without split." in markdown
+    assert _png(output / "figures" / "validation_r1.png") and _png(output / "figures" / "training_loss.png")
+    output = render_report([without], tmp_path / "none", PROTOCOL, galleries=False)
+    assert not (output / "figures" / "validation_r1.png").exists()
+    assert _png(output / "figures" / "training_loss.png")

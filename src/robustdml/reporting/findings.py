@@ -102,11 +102,13 @@ def key_findings(runs: List[RunSummary], protocol: AttackProtocol) -> Box:
 
 
 # What each ERS term measures (robustdml.attacks.retrieval has the exact definitions).
-ERS_TERMS = {"CA+": "a random gallery item pulled up a query's ranking", "CA-": "a query's top-1 pushed down",
-             "QA+": "a query moved towards random items", "QA-": "a query pushing its top results away",
+ERS_TERMS = {"CA+": "a random gallery item pulled up a query's ranking",
+             "CA-": "an item of a query's top 1% pushed down its ranking",
+             "QA+": "a query moved towards random items", "QA-": "a query pushing an item of its top 1% away",
              "TMA": "a query's embedding pulled towards a random item", "ES:D": "how far the embedding moves",
              "ES:R": "R@1 after that shift", "LTM": "R@1 after swapping nearest positive and negative",
-             "GTM": "R@1 after pushing away the top-1", "GTT": "R@1 after moving the top-1 out of the top-4"}
+             "GTM": "R@1 after pulling the query towards the nearest item of another class",
+             "GTT": "share of queries whose top-1 stays in the top-4 when pushed out of it"}
 
 
 def how_to_read(runs: List[RunSummary], protocol: AttackProtocol) -> Paragraph:

@@ -345,17 +345,26 @@ def robust_figure(runs: List[RunSummary], protocol: AttackProtocol, path: Path) 
 
 def training_figures(runs: List[RunSummary], figures: Path) -> List[Figure]:
     """Validation R@1 and training loss per epoch (each loss divided by its first epoch's value,
-    since defenses optimise differently scaled losses)."""
+    since defenses optimise differently scaled losses). Runs trained without a validation split
+    (``val_fraction: 0``, e.g. RobRank's recipe) have no validation curve; with none at all, no figure."""
     epochs = {run.label: [r for r in run.history if "epoch" in r and not r.get("final")] for run in runs}
     r1 = {label: [(r["epoch"], 100 * r["val/R@1"]) for r in records if "val/R@1" in r]
           for label, records in epochs.items()}
+    r1 = {label: points for label, points in r1.items() if points}
     loss = {label: [(r["epoch"], r["train_loss"] / records[0]["train_loss"]) for r in records if "train_loss" in r]
             for label, records in epochs.items() if records and records[0].get("train_loss")}
-    return [Figure(plots.lines({k: v for k, v in r1.items() if v}, figures / "validation_r1.png", "epoch",
-                               "validation R@1 (%)", integer_x=True), "Validation R@1 per epoch (the split carved "
-                                                                      "from the training data)."),
-            Figure(plots.lines(loss, figures / "training_loss.png", "epoch", "training loss / first epoch's",
-                               integer_x=True), "Training loss per epoch, divided by each run's first-epoch loss.")]
+    shown = []
+    if r1:
+        missing = [label for label in epochs if label not in r1]
+        caption = "Validation R@1 per epoch (the split carved from the training data)." + (
+            f" No validation split (last checkpoint kept): {', '.join(missing)}." if missing else "")
+        shown.append(Figure(plots.lines(r1, figures / "validation_r1.png", "epoch", "validation R@1 (%)",
+                                        integer_x=True), caption))
+    if loss:
+        shown.append(Figure(plots.lines(loss, figures / "training_loss.png", "epoch", "training loss / first epoch's",
+                                        integer_x=True), "Training loss per epoch, divided by each run's first-epoch "
+                                                         "loss."))
+    return shown
 
 
 def _attacked(loaded, protocol: AttackProtocol, chosen: np.ndarray):
@@ -488,7 +497,9 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
         curves.caption += f" Plotted: {len(shown)} of the {len(runs)} runs ({'; '.join(r.label for r in shown)})."
     blocks += [Heading("Results" + (" per run" if sections_first else ""), anchor="results"), Grid([table, curves])]
     if epochs >= MIN_EPOCHS_TO_PLOT:
-        blocks += [Heading("Training", 3), Grid(training_figures(shown, figures))]
+        training = training_figures(shown, figures)
+        if training:
+            blocks += [Heading("Training", 3), Grid(training)]
     blocks += [Heading("More metrics and costs", 3), costs_table(runs, protocol, epochs >= MIN_EPOCHS_TO_PLOT)]
     ers = ers_table(runs)
     if ers:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_terms
 from robustdml.reporting.blocks import Block, Bullets, Column, Heading, Paragraph, Table
+from robustdml.reporting.suites import NATURAL_REFERENCE
 
 if TYPE_CHECKING:
     from robustdml.reporting.report import RunSummary
@@ -33,8 +34,12 @@ PUBLISHED: Dict[str, Dict[str, float]] = {
     "act": {"R@1": 78.7, "CA+": 33.6, "CA-": 14.6, "QA+": 38.5, "QA-": 12.1, "TMA": 0.259, "ES:D": 0.541,
             "ES:R": 48.5, "LTM": 59.5, "GTM": 60.2, "GTT": 0.1},
 }
-# The rows of the published ordering natural < EST < ACT in ERS (run names of the suite).
+# The rows of the published ordering natural < EST < ACT in ERS (run names of the suite): the natural row
+# trained on the same budget as EST and ACT, so that the ordering compares equals.
 ORDERED = ("natural", "est", "act")
+# Our runs that reproduce a published row under another name.
+PUBLISHED_ROW = {NATURAL_REFERENCE: "natural"}
+NATURAL_ROWS = ("natural", NATURAL_REFERENCE)
 # A term this many points (on the 0-100 ERS scale) from its published value is explained in the README.
 FAR_OFF = 10.0
 # Natural training's ERS at most this (the acceptance criterion of the CPU-sized suite).
@@ -55,8 +60,15 @@ def _values(run: "RunSummary") -> Dict[str, float]:
     return values
 
 
-def _published_values(name: str) -> Optional[Dict[str, float]]:
-    return None if name not in PUBLISHED else {**PUBLISHED[name], "ERS": published_ers(name)}
+def published_row(run_name: str) -> Optional[str]:
+    """The published row one of our runs reproduces (None: an equal-cost row the paper does not have)."""
+    name = PUBLISHED_ROW.get(run_name, run_name)
+    return name if name in PUBLISHED else None
+
+
+def _published_values(run_name: str) -> Optional[Dict[str, float]]:
+    name = published_row(run_name)
+    return None if name is None else {**PUBLISHED[name], "ERS": published_ers(name)}
 
 
 def _number(values: Optional[Dict[str, float]], key: str, sign: bool = False) -> str:
@@ -77,8 +89,8 @@ def comparison_table(runs: List["RunSummary"]) -> Table:
         if published:
             difference = {key: ours[key] - published[key] for key in COLUMNS if key in ours}
             rows.append(["", "difference"] + [_number(difference, key, sign=True) for key in COLUMNS])
-    caption = ("R@1 (%) of the selected checkpoint on the test split, and the ERS inputs as the reference prints them "
-               "(CA/QA: rank percentiles, %; TMA: cosine after the attack; ES:D: embedding shift in [0, 2]; ES:R, "
+    caption = ("R@1 (%) on the test split of the checkpoint each run keeps (the last, as the reference does), and "
+               "the ERS inputs as the reference prints them (CA/QA: rank percentiles, %; TMA: cosine after the attack; ES:D: embedding shift in [0, 2]; ES:R, "
                "LTM, GTM: R@1 after the attack, %; GTT: % of queries whose top-1 stays in the top-4), each measured "
                "with the published ERS profile on our attacked queries. ERS: 0-100, higher = more robust; the "
                "published rows' ERS is computed from their terms. Higher is more robust for CA+, QA+, ES:R, LTM, "
@@ -88,7 +100,7 @@ def comparison_table(runs: List["RunSummary"]) -> Table:
 
 def _term_gaps(run: "RunSummary") -> Dict[str, float]:
     """Ours minus published, per ERS term on the 0-100 scale the ERS averages."""
-    published = PUBLISHED.get(run.path.name)
+    published = PUBLISHED.get(published_row(run.path.name) or "")
     scores = run.ers_scores()
     if published is None or not scores:
         return {}
@@ -136,14 +148,15 @@ def _increasing(values: List[float]) -> bool:
 
 
 def acceptance(runs: List["RunSummary"]) -> List[str]:
-    """The suite's acceptance criteria, checked on the numbers: natural ERS <= 10, and natural < EST < ACT."""
+    """The suite's acceptance criteria, checked on the numbers: natural ERS <= 10 (each natural row on its
+    own: the cut one and the one on the reference protocol), and natural < EST < ACT."""
     by_name = {run.path.name: run for run in runs if run.ers is not None}
     lines = []
-    if "natural" in by_name:
-        value = by_name["natural"].ers
-        holds = "holds" if value <= NATURAL_ERS_LIMIT else "**does not hold**"
-        lines.append(f"Natural training's ERS is at most {NATURAL_ERS_LIMIT:g}: {holds} ({value:.1f}; published "
-                     f"{published_ers('natural'):.1f}).")
+    for name in (name for name in NATURAL_ROWS if name in by_name):
+        run = by_name[name]
+        holds = "holds" if run.ers <= NATURAL_ERS_LIMIT else "**does not hold**"
+        lines.append(f"Natural training's ERS is at most {NATURAL_ERS_LIMIT:g}, {run.label}: {holds} ({run.ers:.1f}; "
+                     f"published {published_ers('natural'):.1f}).")
     if all(name in by_name for name in ORDERED):
         values = [by_name[name].ers for name in ORDERED]
         holds = "holds" if _increasing(values) else "**does not hold**"
