@@ -90,11 +90,12 @@ def comparison_table(runs: List["RunSummary"]) -> Table:
             difference = {key: ours[key] - published[key] for key in COLUMNS if key in ours}
             rows.append(["", "difference"] + [_number(difference, key, sign=True) for key in COLUMNS])
     caption = ("R@1 (%) on the test split of the checkpoint each run keeps (the last, as the reference does), and "
-               "the ERS inputs as the reference prints them (CA/QA: rank percentiles, %; TMA: cosine after the attack; ES:D: embedding shift in [0, 2]; ES:R, "
-               "LTM, GTM: R@1 after the attack, %; GTT: % of queries whose top-1 stays in the top-4), each measured "
-               "with the published ERS profile on our attacked queries. ERS: 0-100, higher = more robust; the "
-               "published rows' ERS is computed from their terms. Higher is more robust for CA+, QA+, ES:R, LTM, "
-               "GTM and GTT; lower is more robust for CA-, QA-, TMA and ES:D.")
+               "the ERS inputs as the reference prints them (CA/QA: rank percentiles, %; TMA: cosine after the "
+               "attack; ES:D: embedding shift in [0, 2]; ES:R, LTM, GTM: R@1 after the attack, %; GTT: % of queries "
+               "whose top-1 stays in the top-4), each measured with the published ERS profile on our attacked "
+               "queries. ERS: 0-100, higher = more robust; the published rows' ERS is computed from their terms. "
+               "Higher is more robust for CA+, QA+, ES:R, LTM, GTM and GTT; lower is more robust for CA-, QA-, TMA "
+               "and ES:D.")
     return Table(columns, rows, caption)
 
 

@@ -242,9 +242,10 @@ def robrank_fashion(full: bool = False, eta: Optional[int] = None) -> Suite:
                  f"{ROBRANK_CPU['epochs']} epochs instead of {ROBRANK_RECIPE['epochs']}, and the attacks on "
                  f"{CPU_QUERIES} random test queries instead of all 10,000 (the gallery is the whole test set). "
                  "Attack steps, eta and the ERS profile are the reference's. One extra row, natural (reference "
-                 "protocol), is trained without the cut (its attacks are on the same queries): natural training on all 60,000 images for "
-                 f"{ROBRANK_RECIPE['epochs']} epochs costs minutes on a CPU, so the published natural row is "
-                 "reproduced as published; the cut natural row is the one trained like the adversarial rows. "
+                 "protocol), is trained without the cut (its attacks are on the same queries): natural training on "
+                 f"all 60,000 images for {ROBRANK_RECIPE['epochs']} epochs costs minutes on a CPU, so the published "
+                 "natural row is reproduced as published; the cut natural row is the one trained like the "
+                 "adversarial rows. "
                  "Run with --full for the reference protocol in every row.")
     return Suite("robrank-fashion", " ".join(robrank_fashion.__doc__.split()), runs, _protocol(full, ers=True),
                  "full" if full else "cpu", [scale, recipe, attack], sections=comparison_section)
