@@ -7,7 +7,9 @@ effectively random item. Ours (robustdml.attacks.retrieval, ``gtm``) pulls it to
 item of another class, as the attack means to. Both run here with the published ERS profile (PGD,
 32 steps of 3/255 from the clean image at eps 77/255) on the queries of the default evaluation;
 the GTM score is R@1 after the attack (higher = more robust). Also printed: how far down the
-clean ranking the targets lie (rank percentile) and how many share the query's class.
+clean ranking the targets lie (rank percentile) and how many share the query's class. The
+reference's target is the library's ``gtm_target="reference"`` (``robustdml attack --gtm-target
+reference``).
 
     python benchmarks/gtm_target.py RUN_DIR... [--queries 300] [--seed 0] [--device cpu]
 """
@@ -20,24 +22,10 @@ import numpy as np
 import torch
 
 from robustdml.attacks import build_engine
-from robustdml.attacks import objectives as O
-from robustdml.attacks.retrieval import AttackContext, rank_percentile, run_attack
+from robustdml.attacks.retrieval import AttackContext, rank_percentile, reference_gtm_targets, run_attack
 from robustdml.attacks.spec import ers_spec
 from robustdml.engine.evaluate import load_run
-from robustdml.evaluation import compute_embeddings, retrieval_metrics
-
-
-def reference_targets(distances: torch.Tensor, labels: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """``_sel_gtm``'s "top-1 unmatching" index: the position, among the items whose class differs from
-    the query's top-1, of the nearest of them (the query itself ranked last), read as a gallery index."""
-    distances = distances.clone()
-    distances[torch.arange(len(queries)), torch.as_tensor(queries)] = float("inf")
-    top1 = distances.argmin(dim=1).numpy()
-    targets = []
-    for row, first in enumerate(top1):
-        unmatched = np.flatnonzero(labels != labels[first])
-        targets.append(int(distances[row, unmatched].argmin()))
-    return np.asarray(targets)
+from robustdml.evaluation import compute_embeddings
 
 
 def compare(run_dir: str, queries: int, seed: int, device: str) -> None:
@@ -50,13 +38,13 @@ def compare(run_dir: str, queries: int, seed: int, device: str) -> None:
     spec = ers_spec(dataset.image_shape[-1])
     engine = build_engine(spec.engine, eps=spec.eps[0], steps=spec.steps, step_size=spec.step_size, norm=spec.norm,
                           random_start=spec.random_start)
-    ctx = AttackContext(model=model, dataset=dataset, gallery=gallery, labels=labels, engine=engine,
-                        device=loaded.device, generator=torch.Generator().manual_seed(seed))
-    ours = run_attack("gtm", ctx, chosen)["GTM"]
-    distances = ctx.distances(gallery[chosen])
-    targets = reference_targets(distances, labels, chosen)
-    moved = ctx.embed(ctx.perturb(chosen, O.pull_to, gallery[targets]))
-    theirs = 100 * retrieval_metrics(moved, labels[chosen], gallery, labels, exclude_index=chosen)["R@1"]
+    ctx = {target: AttackContext(model=model, dataset=dataset, gallery=gallery, labels=labels, engine=engine,
+                                 device=loaded.device, generator=torch.Generator().manual_seed(seed),
+                                 gtm_target=target) for target in ("nearest", "reference")}
+    ours = run_attack("gtm", ctx["nearest"], chosen)["GTM"]
+    theirs = run_attack("gtm", ctx["reference"], chosen)["GTM"]  # robustdml attack --gtm-target reference
+    distances = ctx["nearest"].distances(gallery[chosen])
+    targets = reference_gtm_targets(distances, labels, chosen)
     other = labels[None, :] != labels[chosen][:, None]
     nearest_other = distances.masked_fill(~torch.as_tensor(other), float("inf")).argmin(dim=1).numpy()
     print(f"{run_dir}: GTM (R@1 after, %) ours {ours:.1f}, reference's target {theirs:.1f}; targets' clean rank "

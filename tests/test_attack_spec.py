@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from robustdml.attacks.spec import AUTO_MEMBERS, ERS_ATTACKS, AttackSpec, ers_spec
+from robustdml.attacks.spec import AUTO_MEMBERS, ERS_ATTACKS, AttackSpec, ers_spec, is_published_ers
 
 
 def test_the_default_is_the_auto_ensemble_with_its_checks():
@@ -22,7 +22,7 @@ def test_the_default_is_the_auto_ensemble_with_its_checks():
     ("targets", 0, "targets"), ("gtt_k", 0, "gtt_k"), ("max_queries", 0, "max_queries"),
     ("probe_queries", -1, "probe_queries"), ("escalations", -1, "escalations"), ("escalations", 1.5, "escalations"),
     ("step_size", -1.0, "step_size"), ("early_stop", "yes", "early_stop"),
-    ("steps", True, "steps")])
+    ("steps", True, "steps"), ("gtm_target", "random", "gtm_target must be one of nearest, reference")])
 def test_invalid_settings_name_the_field(field, value, fragment):
     with pytest.raises(ValueError, match=fragment):
         AttackSpec(**{field: value})
@@ -33,7 +33,7 @@ def test_the_key_changes_with_every_field_and_round_trips():
     changes = {"attacks": ("nn",), "eps": (0.01,), "engine": "pgd", "steps": 7, "step_size": 0.01, "norm": "l2",
                "random_start": False, "restarts": 2, "targets": 2, "candidates": 3, "early_stop": False,
                "qa_candidates": 2, "ca_queries": 2, "gtt_k": 3, "max_queries": 10, "probe_queries": 5, "escalations": 1,
-               "sanity_checks": False, "ers": ers_spec(28)}
+               "sanity_checks": False, "ers": ers_spec(28), "gtm_target": "reference"}
     assert set(changes) == {f.name for f in dataclasses.fields(AttackSpec)}, "a field is missing from this test"
     keys = {base.key()}
     for field, value in changes.items():
@@ -66,3 +66,17 @@ def test_the_ers_profile_follows_the_published_code_and_the_input_size():
     assert ers_spec(224, eps=None) == large  # None = keep the published value
     with pytest.raises(ValueError, match="unknown ERS profile override 'stepz'"):
         ers_spec(28, stepz=3)
+
+
+def test_gtm_target_is_named_in_the_description_and_keeps_older_cache_keys():
+    # gtm_target came after results were cached: at its default it stays out of the key, which is
+    # therefore the one those results were saved under (values computed before the field existed)
+    assert AttackSpec().key() == "5fa65df01e2a" and "gtm_target" not in AttackSpec().to_dict()
+    assert AttackSpec(ers=ers_spec(28), max_queries=200).key() == "35602d2aaa7f"
+    reference = ers_spec(28, gtm_target="reference")
+    assert reference.to_dict()["gtm_target"] == "reference" and AttackSpec.from_dict(reference.to_dict()) == reference
+    assert "GTM towards the reference target" in reference.describe()
+    assert "GTM" not in ers_spec(28).describe() and "GTM" not in AttackSpec(gtm_target="reference").describe()
+    # the same published profile, read with the reference's GTM target; other changes are not published
+    assert is_published_ers(reference, 28) and is_published_ers(ers_spec(28), 28)
+    assert not is_published_ers(ers_spec(28, steps=8, gtm_target="reference"), 28)

@@ -131,6 +131,15 @@ def test_attack_cli_on_a_run(natural_fmnist_run, tmp_path, capsys):
     assert main(arguments[:-2] + ["--eps", "0.02"]) == 0  # another spec: computed anew, never reused
     assert "reusing" not in capsys.readouterr().out
     assert main(["attack", str(natural_fmnist_run[0]), "--attacks", "bogus"]) == 2
+    # --gtm-target reaches the spec (and so the cache key) and the description
+    gtm = arguments[:3] + ["gtm", "--gtm-target", "reference"] + arguments[4:-1] + [str(tmp_path / "g")]
+    assert main(gtm) == 0
+    assert "GTM towards the reference target" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "g" / "robustness.json").read_text())
+    assert saved["settings"]["spec"]["gtm_target"] == "reference"
+    with pytest.raises(SystemExit):  # argparse names the valid choices
+        main(gtm[:-4] + ["--gtm-target", "random"] + gtm[-4:])
+    assert "invalid choice: 'random' (choose from 'nearest', 'reference')" in capsys.readouterr().err
 
 
 def test_gtt_moves_the_top1_out_of_the_top_k_and_keeps_the_rest_close(natural_fmnist):

@@ -8,7 +8,8 @@ import torch
 
 from robustdml.attacks import build_engine
 from robustdml.attacks import objectives as O
-from robustdml.attacks.retrieval import AttackContext, _from_top_fraction, jittered, load_images, run_attack
+from robustdml.attacks.retrieval import (RETRIEVAL_ATTACKS, AttackContext, _from_top_fraction, jittered,
+                                        load_images, reference_gtm_targets, run_attack)
 from robustdml.evaluation import compute_embeddings
 from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score
 from robustdml.models import eval_mode
@@ -99,6 +100,40 @@ def test_gtm_pulls_the_query_towards_its_nearest_other_class_item(natural_fmnist
     before = (gallery[queries] - gallery[target]).norm(dim=1)
     after = (moved - gallery[target]).norm(dim=1)
     assert (after < before).all()
+
+
+def test_the_reference_gtm_target_is_a_position_in_the_masked_list_read_as_a_gallery_index():
+    """RobRank's _sel_gtm: the nearest item whose class differs from the query's top-1 is found in the
+    masked list, and its position there is used as a gallery index (``gtm_target="reference"``)."""
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    distances = torch.tensor([[0.0, 0.1, 0.5, 0.9, 0.3, 0.8]])  # query 0; top-1: item 1 (class 0)
+    # the other-class items are 3, 4, 5; the nearest of them is item 4, at position 1 of that list
+    assert reference_gtm_targets(distances, labels, np.array([0])).tolist() == [1]  # a same-class item
+    # the query itself is never the top-1 (ranked last), so its own class is what gets masked
+    distances = torch.tensor([[0.0, 0.6, 0.5, 0.9, 0.7, 0.2]])  # top-1: item 5 (class 1)
+    assert reference_gtm_targets(distances, labels, np.array([0])).tolist() == [2]  # nearest of 0,1,2 but 0
+
+
+def test_gtm_pulls_towards_the_target_its_context_names(natural_fmnist):
+    """``gtm_target`` really switches the item GTM pulls towards (the attack is deterministic from the
+    clean image, so the library's result equals pulling towards that target by hand)."""
+    model, test = natural_fmnist
+    gallery, labels = compute_embeddings(model, test, progress=False)
+    labels = labels.numpy()
+    queries = np.arange(0, len(test), 40)[:15]
+    distances = _context(model, test, gallery, labels, 0.05, 5, 0.02).distances(gallery[queries])
+    other = torch.as_tensor(labels[None, :] != labels[queries][:, None])
+    targets = {"nearest": distances.masked_fill(~other, float("inf")).argmin(dim=1).numpy(),
+               "reference": reference_gtm_targets(distances, labels, queries)}
+    assert not np.array_equal(targets["nearest"], targets["reference"])
+    moved = {}
+    for name, target in targets.items():
+        context = _context(model, test, gallery, labels, 0.05, 5, 0.02)
+        context.gtm_target = name
+        moved[name] = RETRIEVAL_ATTACKS.get("gtm")(context, queries)["embeddings"]
+        by_hand = context.embed(context.perturb(queries, O.pull_to, gallery[target]))
+        assert torch.allclose(moved[name], by_hand, atol=1e-5), name
+    assert not torch.allclose(moved["nearest"], moved["reference"], atol=1e-3)
 
 
 def test_es_needs_the_jittered_target_from_a_clean_start(natural_fmnist):

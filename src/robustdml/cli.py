@@ -194,6 +194,9 @@ def _add_spec_flags(parser, max_queries: int) -> None:
     parser.add_argument("--qa-candidates", type=int, default=1, help="m: candidates per query in QA+/QA-")
     parser.add_argument("--ca-queries", type=int, default=1, help="w: queries per candidate in CA+/CA-")
     parser.add_argument("--gtt-k", type=int, default=4, help="GTT moves the top-1 out of the top-k")
+    parser.add_argument("--gtm-target", choices=("nearest", "reference"), default="nearest",
+                        help="GTM pulls the query towards the nearest item of another class (default), or towards "
+                             "the item RobRank's code picks (effectively random; what published ERS tables used)")
     parser.add_argument("--max-queries", type=int, default=max_queries,
                         help=f"random test queries attacked (0 = all; default {max_queries}); a CPU budget cuts "
                              "queries, never steps")
@@ -214,13 +217,14 @@ def _add_spec_flags(parser, max_queries: int) -> None:
 def _spec_from_args(args, image_size: int):
     from robustdml.attacks.spec import AttackSpec, ers_spec
 
-    ers = ers_spec(image_size, steps=args.ers_steps, eps=args.ers_eps) if args.ers else None
+    ers = ers_spec(image_size, steps=args.ers_steps, eps=args.ers_eps, gtm_target=args.gtm_target) if args.ers else None
     return AttackSpec(attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), eps=tuple(args.eps),
                       engine=args.engine, steps=args.steps, step_size=args.step_size, norm=args.norm,
                       random_start=not args.no_random_start, restarts=args.restarts, targets=args.targets,
                       candidates=args.candidates, early_stop=not args.no_early_stop,
                       qa_candidates=args.qa_candidates, ca_queries=args.ca_queries, gtt_k=args.gtt_k,
-                      max_queries=args.max_queries or None, probe_queries=args.probe_queries,
+                      gtm_target=args.gtm_target, max_queries=args.max_queries or None,
+                      probe_queries=args.probe_queries,
                       escalations=args.escalations, sanity_checks=not args.no_sanity_checks, ers=ers)
 
 

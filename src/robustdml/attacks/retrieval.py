@@ -28,7 +28,8 @@ reference does; objectives that are stationary there (ES) get a jittered target 
 - GTM: pull the query towards the nearest gallery item of another class than the query; score =
   R@1 after (%). The reference's selector (``_sel_gtm``) means to do this, but its ``argmin`` over
   the masked ranks returns a position in the masked subset, not a gallery index, so it pulls
-  towards an effectively random item; we do not copy that bug.
+  towards an effectively random item; we do not copy that bug by default (``gtm_target="reference"``
+  reproduces it, to compare with published ERS tables).
 - GTT (k = 4): push the current top-1 away while staying close to neighbours 2..k+1, so the top-1
   leaves the top-k and the rest of the ranking barely moves (the reference pushes with the QA-
   ranking loss alone); score "GTT" = retain@k, the % of queries whose original top-1 is still in
@@ -68,7 +69,7 @@ def jittered(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return targets.float() + STATIONARY_JITTER * noise
 
 
-ATTACK_OPTIONS = ("qa_candidates", "ca_queries", "gtt_k")
+ATTACK_OPTIONS = ("qa_candidates", "ca_queries", "gtt_k")  # integer options; gtm_target is checked by AttackSpec
 
 
 def check_attack_options(options: Dict[str, object]) -> None:
@@ -101,6 +102,7 @@ class AttackContext:
     qa_candidates: int = 1         # m: candidates per query in QA+/QA-
     ca_queries: int = 1            # w: queries per candidate in CA+/CA-
     gtt_k: int = GTT_K             # GTT moves the top-1 out of the top-k
+    gtm_target: str = "nearest"    # GTM pulls towards the nearest other-class item, or "reference" (see gtm)
     passes: float = 0.0            # forward+backward passes spent so far (the attack's cost)
 
     def __post_init__(self):
@@ -148,12 +150,30 @@ def embedding_shift(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.nda
     return {"embeddings": embeddings, "ES:D": (embeddings - clean).norm(dim=1).numpy()}
 
 
+def reference_gtm_targets(distances: torch.Tensor, labels: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """The GTM target RobRank's selector picks (``_sel_gtm``, robrank/attacks/advrank_qcselector.py at
+    38ec207): among the items whose class differs from the query's top-1, the POSITION of the nearest
+    one within that masked subset (the query itself ranked last), read as a gallery index. It means the
+    nearest other-class item and gets an effectively random one; published ERS tables use it."""
+    distances = distances.clone()
+    distances[torch.arange(len(queries)), torch.as_tensor(queries)] = float("inf")
+    top1 = distances.argmin(dim=1).numpy()
+    targets = []
+    for row, first in enumerate(top1):
+        unmatched = np.flatnonzero(labels != labels[first])
+        targets.append(int(distances[row, unmatched].argmin()))
+    return np.asarray(targets)
+
+
 @_register("gtm")
 def greedy_top1_misranking(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
     distances = ctx.distances(ctx.gallery[queries])
-    other = torch.as_tensor(ctx.labels[None, :] != ctx.labels[queries][:, None])
-    nearest_other = distances.masked_fill(~other, float("inf")).argmin(dim=1)
-    return {"embeddings": ctx.embed(ctx.perturb(queries, O.pull_to, ctx.gallery[nearest_other]))}
+    if ctx.gtm_target == "reference":
+        target = torch.as_tensor(reference_gtm_targets(distances, ctx.labels, queries))
+    else:
+        other = torch.as_tensor(ctx.labels[None, :] != ctx.labels[queries][:, None])
+        target = distances.masked_fill(~other, float("inf")).argmin(dim=1)
+    return {"embeddings": ctx.embed(ctx.perturb(queries, O.pull_to, ctx.gallery[target]))}
 
 
 @_register("ltm")

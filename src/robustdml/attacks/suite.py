@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from robustdml.attacks.engines import build_engine
 from robustdml.attacks.ensemble import EnsembleRunner, member_runs
 from robustdml.attacks.retrieval import AttackContext, run_attack
-from robustdml.attacks.spec import AUTO, AUTO_MEMBERS, ENSEMBLE_ATTACKS, AttackSpec, ers_spec
+from robustdml.attacks.spec import AUTO, AUTO_MEMBERS, ENSEMBLE_ATTACKS, AttackSpec, is_published_ers
 from robustdml.evaluation import compute_embeddings, retrieval_metrics
 from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_terms
 from robustdml.evaluation.intervals import binomial_interval
@@ -219,7 +219,8 @@ class _Evaluation:
                               random_start=spec.random_start)
         return AttackContext(model=self.model, dataset=self.dataset, gallery=self.gallery, labels=self.labels,
                              engine=engine, device=self.device, generator=torch.Generator().manual_seed(self.seed),
-                             qa_candidates=spec.qa_candidates, ca_queries=spec.ca_queries, gtt_k=spec.gtt_k)
+                             qa_candidates=spec.qa_candidates, ca_queries=spec.ca_queries, gtt_k=spec.gtt_k,
+                             gtm_target=spec.gtm_target)
 
     def ensemble_row(self, name: str, spec: AttackSpec, eps: float):
         members = AUTO_MEMBERS if name == AUTO else (name,)
@@ -397,7 +398,7 @@ def _ers(state: _Evaluation, ers: AttackSpec, dataset) -> Dict[str, object]:
             scores.update({k: v for k, v in row.items() if k in ERS_INPUTS})
     image_size = dataset.image_shape[-1] if len(getattr(dataset, "image_shape", ())) == 3 else 28
     return {"ERS": empirical_robustness_score(scores), "terms": ers_terms(scores), "scores": scores, "rows": rows,
-            "spec": ers.to_dict(), "spec_text": ers.describe(), "published": ers == ers_spec(image_size)}
+            "spec": ers.to_dict(), "spec_text": ers.describe(), "published": is_published_ers(ers, image_size)}
 
 
 def _problems(report: RobustnessReport, spec: AttackSpec) -> List[str]:
