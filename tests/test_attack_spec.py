@@ -80,3 +80,14 @@ def test_gtm_target_is_named_in_the_description_and_keeps_older_cache_keys():
     # the same published profile, read with the reference's GTM target; other changes are not published
     assert is_published_ers(reference, 28) and is_published_ers(ers_spec(28), 28)
     assert not is_published_ers(ers_spec(28, steps=8, gtm_target="reference"), 28)
+
+
+def test_an_attack_context_refuses_an_unknown_gtm_target():
+    import numpy as np
+    import torch
+
+    from robustdml.attacks.retrieval import AttackContext
+
+    with pytest.raises(ValueError, match="gtm_target must be one of nearest, reference, got 'random'"):
+        AttackContext(model=None, dataset=None, gallery=torch.zeros(1, 2), labels=np.zeros(1), engine=None,
+                      device=torch.device("cpu"), generator=torch.Generator(), gtm_target="random")

@@ -51,6 +51,7 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.attacks.engines import AttackEngine
+from robustdml.attacks.spec import GTM_TARGETS
 from robustdml.evaluation import knn, retrieval_metrics
 from robustdml.models.mode import eval_mode
 from robustdml.registry import Registry
@@ -69,7 +70,7 @@ def jittered(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return targets.float() + STATIONARY_JITTER * noise
 
 
-ATTACK_OPTIONS = ("qa_candidates", "ca_queries", "gtt_k")  # integer options; gtm_target is checked by AttackSpec
+ATTACK_OPTIONS = ("qa_candidates", "ca_queries", "gtt_k")  # the integer options; gtm_target: one of GTM_TARGETS
 
 
 def check_attack_options(options: Dict[str, object]) -> None:
@@ -107,6 +108,8 @@ class AttackContext:
 
     def __post_init__(self):
         check_attack_options({name: getattr(self, name) for name in ATTACK_OPTIONS})
+        if self.gtm_target not in GTM_TARGETS:
+            raise ValueError(f"gtm_target must be one of {', '.join(GTM_TARGETS)}, got {self.gtm_target!r}")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), eval_mode(self.model):
