@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from robustdml.attacks import build_engine
-from robustdml.attacks.retrieval import AttackContext, rank_percentile, reference_gtm_targets, run_attack
+from robustdml.attacks.retrieval import AttackContext, gtm_targets, rank_percentile, run_attack
 from robustdml.attacks.spec import ers_spec
 from robustdml.engine.evaluate import load_run
 from robustdml.evaluation import compute_embeddings
@@ -44,9 +44,8 @@ def compare(run_dir: str, queries: int, seed: int, device: str) -> None:
     ours = run_attack("gtm", ctx["nearest"], chosen)["GTM"]
     theirs = run_attack("gtm", ctx["reference"], chosen)["GTM"]  # robustdml attack --gtm-target reference
     distances = ctx["nearest"].distances(gallery[chosen])
-    targets = reference_gtm_targets(distances, labels, chosen)
-    other = labels[None, :] != labels[chosen][:, None]
-    nearest_other = distances.masked_fill(~torch.as_tensor(other), float("inf")).argmin(dim=1).numpy()
+    targets = gtm_targets(distances, labels, chosen, "reference")
+    nearest_other = gtm_targets(distances, labels, chosen, "nearest")
     print(f"{run_dir}: GTM (R@1 after, %) ours {ours:.1f}, reference's target {theirs:.1f}; targets' clean rank "
           f"percentile: ours {rank_percentile(distances, nearest_other, chosen).mean():.1f}, reference's "
           f"{rank_percentile(distances, targets, chosen).mean():.1f}; reference targets of the query's class: "

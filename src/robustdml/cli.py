@@ -194,7 +194,7 @@ def _add_spec_flags(parser, max_queries: int) -> None:
     parser.add_argument("--qa-candidates", type=int, default=1, help="m: candidates per query in QA+/QA-")
     parser.add_argument("--ca-queries", type=int, default=1, help="w: queries per candidate in CA+/CA-")
     parser.add_argument("--gtt-k", type=int, default=4, help="GTT moves the top-1 out of the top-k")
-    parser.add_argument("--gtm-target", choices=("nearest", "reference"), default="nearest",
+    parser.add_argument("--gtm-target", choices=S.GTM_TARGETS, default="nearest",
                         help="GTM pulls the query towards the nearest item of another class (default), or towards "
                              "the item RobRank's code picks (effectively random; what published ERS tables used)")
     parser.add_argument("--max-queries", type=int, default=max_queries,

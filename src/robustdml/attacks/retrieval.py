@@ -51,7 +51,7 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.attacks.engines import AttackEngine
-from robustdml.attacks.spec import GTM_TARGETS
+from robustdml.attacks.spec import check_gtm_target
 from robustdml.evaluation import knn, retrieval_metrics
 from robustdml.models.mode import eval_mode
 from robustdml.registry import Registry
@@ -70,7 +70,7 @@ def jittered(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return targets.float() + STATIONARY_JITTER * noise
 
 
-ATTACK_OPTIONS = ("qa_candidates", "ca_queries", "gtt_k")  # the integer options; gtm_target: one of GTM_TARGETS
+ATTACK_OPTIONS = ("qa_candidates", "ca_queries", "gtt_k")  # the integer options; gtm_target is checked apart
 
 
 def check_attack_options(options: Dict[str, object]) -> None:
@@ -108,8 +108,7 @@ class AttackContext:
 
     def __post_init__(self):
         check_attack_options({name: getattr(self, name) for name in ATTACK_OPTIONS})
-        if self.gtm_target not in GTM_TARGETS:
-            raise ValueError(f"gtm_target must be one of {', '.join(GTM_TARGETS)}, got {self.gtm_target!r}")
+        check_gtm_target(self.gtm_target)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), eval_mode(self.model):
@@ -168,14 +167,18 @@ def reference_gtm_targets(distances: torch.Tensor, labels: np.ndarray, queries: 
     return np.asarray(targets)
 
 
+def gtm_targets(distances: torch.Tensor, labels: np.ndarray, queries: np.ndarray, target: str) -> np.ndarray:
+    """The gallery items GTM pulls ``queries`` towards, given their (B, N) ``distances`` to the gallery:
+    the nearest item of another class (``target="nearest"``) or the reference's pick (``"reference"``)."""
+    if target == "reference":
+        return reference_gtm_targets(distances, labels, queries)
+    other = torch.as_tensor(labels[None, :] != labels[queries][:, None])
+    return distances.masked_fill(~other, float("inf")).argmin(dim=1).numpy()
+
+
 @_register("gtm")
 def greedy_top1_misranking(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    distances = ctx.distances(ctx.gallery[queries])
-    if ctx.gtm_target == "reference":
-        target = torch.as_tensor(reference_gtm_targets(distances, ctx.labels, queries))
-    else:
-        other = torch.as_tensor(ctx.labels[None, :] != ctx.labels[queries][:, None])
-        target = distances.masked_fill(~other, float("inf")).argmin(dim=1)
+    target = gtm_targets(ctx.distances(ctx.gallery[queries]), ctx.labels, queries, ctx.gtm_target)
     return {"embeddings": ctx.embed(ctx.perturb(queries, O.pull_to, ctx.gallery[target]))}
 
 

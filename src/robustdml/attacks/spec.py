@@ -47,6 +47,12 @@ ERS_ATTACKS = ("ca+", "ca-", "qa+", "qa-", "tma", "es", "ltm", "gtm", "gtt")
 GTM_TARGETS = ("nearest", "reference")
 
 
+def check_gtm_target(value) -> None:
+    """Reject a GTM target other than those of ``GTM_TARGETS``, naming the valid ones."""
+    if value not in GTM_TARGETS:
+        raise ValueError(f"gtm_target must be one of {', '.join(GTM_TARGETS)}, got {value!r}")
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -130,8 +136,7 @@ class AttackSpec:
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.gtm_target not in GTM_TARGETS:
-            raise ValueError(f"gtm_target must be one of {', '.join(GTM_TARGETS)}, got {self.gtm_target!r}")
+        check_gtm_target(self.gtm_target)
         if self.max_queries is not None and (not _is_int(self.max_queries) or self.max_queries < 1):
             raise ValueError(f"max_queries must be an integer >= 1 or None (all test items), got {self.max_queries!r}")
         if not _is_int(self.probe_queries) or self.probe_queries < 0:

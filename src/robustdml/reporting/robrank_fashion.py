@@ -101,11 +101,10 @@ def comparison_table(runs: List["RunSummary"]) -> Table:
 
 def _term_gaps(run: "RunSummary") -> Dict[str, float]:
     """Ours minus published, per ERS term on the 0-100 scale the ERS averages."""
-    published = PUBLISHED.get(published_row(run.path.name) or "")
-    scores = run.ers_scores()
-    if published is None or not scores:
+    name, scores = published_row(run.path.name), run.ers_scores()
+    if name is None or not scores:
         return {}
-    ours, theirs = ers_terms(scores), ers_terms({key: published[key] for key in ERS_INPUTS})
+    ours, theirs = ers_terms(scores), ers_terms({key: PUBLISHED[name][key] for key in ERS_INPUTS})
     return {key: ours[key] - theirs[key] for key in ERS_INPUTS}
 
 
