@@ -72,7 +72,8 @@ def test_gtm_target_is_named_in_the_description_and_keeps_older_cache_keys():
     # gtm_target came after results were cached: at its default it stays out of the key, which is
     # therefore the one those results were saved under (values computed before the field existed)
     assert AttackSpec().key() == "5fa65df01e2a" and "gtm_target" not in AttackSpec().to_dict()
-    assert AttackSpec(ers=ers_spec(28), max_queries=200).key() == "35602d2aaa7f"
+    # ERS results of revision 1 of the ranking attacks (key 35602d2aaa7f) are not reused
+    assert AttackSpec(ers=ers_spec(28), max_queries=200).key() == "b402139a71db"
     reference = ers_spec(28, gtm_target="reference")
     assert reference.to_dict()["gtm_target"] == "reference" and AttackSpec.from_dict(reference.to_dict()) == reference
     assert "GTM towards the reference target" in reference.describe()
@@ -91,3 +92,15 @@ def test_an_attack_context_refuses_an_unknown_gtm_target():
     with pytest.raises(ValueError, match="gtm_target must be one of nearest, reference, got 'random'"):
         AttackContext(model=None, dataset=None, gallery=torch.zeros(1, 2), labels=np.zeros(1), engine=None,
                       device=torch.device("cpu"), generator=torch.Generator(), gtm_target="random")
+
+
+def test_a_revised_attack_changes_the_key_of_every_spec_that_runs_it(monkeypatch):
+    from robustdml.attacks import spec as S
+
+    specs = {"qa-": AttackSpec(attacks=("qa-",)), "ers": AttackSpec(ers=ers_spec(28)),
+             "nn": AttackSpec(attacks=("nn",)), "auto": AttackSpec()}
+    before = {name: spec.key() for name, spec in specs.items()}
+    monkeypatch.setitem(S.ATTACK_REVISIONS, "qa-", S.ATTACK_REVISIONS["qa-"] + 1)
+    after = {name: spec.key() for name, spec in specs.items()}
+    assert after["qa-"] != before["qa-"] and after["ers"] != before["ers"]
+    assert after["nn"] == before["nn"] and after["auto"] == before["auto"]

@@ -2,23 +2,29 @@
 
 Each builder takes the fixed (detached) reference embeddings it needs and returns an
 :class:`Objective`: ``objective(embeddings) -> (B,)``, one value per sample. Any objective works
-with any engine. Distances are squared Euclidean on unit embeddings; "pull" objectives return
-negative distances. ``objective.select(index)`` is the same objective for a sub-batch: engines
-use it to stop attacking samples that are already misranked (per-query early stop).
+with any engine. Distances are squared Euclidean on unit embeddings, except in the ranking losses
+of the ERS attacks, which use the plain Euclidean distance as RobRank does (its metric ``N``);
+"pull" objectives return negative distances. ``objective.select(index)`` is the same objective
+for a sub-batch: engines use it to stop attacking samples that are already misranked (per-query
+early stop). A gallery shared by every sample is bound to the function, not sliced with the rows.
 
 Who uses what (see :mod:`robustdml.attacks.retrieval` and :mod:`robustdml.attacks.ensemble`):
 - ``push``       nearest-neighbour push (Panum et al. Alg. 1), embedding shift (from the clean
-                 embedding), QA- / CA- with one candidate / query;
-- ``push-many``  QA- with m candidates, CA- with w queries;
-- ``pull``       QA+ / CA+ with one candidate / query, single-target attacks, GTM;
-- ``pull-many``  QA+ with m candidates, CA+ with w queries, multi-targeted (towards all targets);
+                 embedding);
+- ``pull``       single-target attacks, GTM;
+- ``pull-many``  multi-targeted (towards all targets);  ``push-many``  away from several targets;
 - ``pull-mean``  multi-targeted towards the mean of several targets (e.g. a class centre);
+- ``rank-before`` / ``rank-after``  QA+ / QA- (and GTT, with the top-1 as candidate): RobRank's
+                 query ranking loss over the whole gallery;
+- ``candidate-rank-before`` / ``candidate-rank-after``  CA+ / CA-: RobRank's candidate ranking loss;
+- ``negatives-first``  LTM: RobRank's "every negative before the nearest positive" loss;
 - ``margin``     the ranking margin of the default ensemble: nearest positive vs nearest negative;
-- ``cosine``     TMA;  ``misrank``  LTM (also the robust-tuple defenses);  ``translocate``  GTT.
+- ``cosine``     TMA;  ``misrank``  the robust-tuple defenses' adversary.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -77,8 +83,39 @@ def _misrank(embeddings, positives, negatives):
     return squared_distance(embeddings, positives) - squared_distance(embeddings, negatives)
 
 
-def _translocate(embeddings, top1, keep):
-    return squared_distance(embeddings, top1) - squared_distance(embeddings[:, None, :], keep).mean(dim=1)
+def _query_ranking(embeddings, candidates, own, gallery, before: bool):
+    """Minus RobRank's query ranking loss (attacks/advrank_loss.py ``RankLossQueryAttack``, metric N):
+    the mean over gallery items x (the query's own index ``own`` left out) and candidates c of
+    [d(q', c) - d(q', x)]_+ (``before``: every c should rank before every x) or [d(q', x) - d(q', c)]_+."""
+    to_gallery = torch.cdist(embeddings, gallery)                                  # (B, N)
+    to_candidates = (embeddings[:, None, :] - candidates).norm(dim=-1)             # (B, m)
+    gap = to_candidates[:, :, None] - to_gallery[:, None, :]                       # (B, m, N)
+    keep = torch.ones_like(to_gallery)
+    keep[torch.arange(len(own), device=own.device), own] = 0.0
+    violated = (gap if before else -gap).clamp(min=0) * keep[:, None, :]
+    return -violated.sum(dim=2).mean(dim=1) / keep.sum(dim=1)
+
+
+def _candidate_ranking(embeddings, queries, query_to_gallery, before: bool):
+    """Minus RobRank's candidate ranking loss (``RankLossCandidateAttack``, metric N) of the moved
+    candidate c': the mean over its w queries Q and gallery items x of [d(Q, c') - d(Q, x)]_+
+    (``before``) or [d(Q, x) - d(Q, c')]_+. d(Q, x) does not depend on c' and comes precomputed
+    (B, w, N), with the entries to leave out set to +inf (``before``) or -inf, so that their term is 0;
+    the mean is over the other entries."""
+    to_queries = (queries - embeddings[:, None, :]).norm(dim=-1)                  # (B, w)
+    gap = to_queries[:, :, None] - query_to_gallery                                # (B, w, N)
+    counted = torch.isfinite(query_to_gallery).flatten(1).sum(dim=1).clamp(min=1)
+    return -(gap if before else -gap).clamp(min=0).flatten(1).sum(dim=1) / counted
+
+
+def _negatives_first(embeddings, positives, negatives, gallery):
+    """Minus RobRank's LTM loss (attacks/advrank.py, PGD branch ``LTM``, metric N):
+    [max over negatives d(q', n) - min over positives d(q', p)]_+; ``positives``, ``negatives``:
+    (B, N) bool masks of the gallery (the query itself in neither)."""
+    distances = torch.cdist(embeddings, gallery)
+    farthest_negative = distances.masked_fill(~negatives, float("-inf")).amax(dim=1)
+    nearest_positive = distances.masked_fill(~positives, float("inf")).amin(dim=1)
+    return -(farthest_negative - nearest_positive).clamp(min=0)
 
 
 def _nearest(embeddings, targets):
@@ -92,12 +129,12 @@ def _margin(embeddings, positives, negatives):
 
 
 def push_from(targets: torch.Tensor) -> Objective:
-    """Maximise the distance to one target per sample (NN attack, embedding shift, QA-/CA-)."""
+    """Maximise the distance to one target per sample (NN attack, embedding shift)."""
     return Objective(_push, targets)
 
 
 def pull_to(targets: torch.Tensor) -> Objective:
-    """Minimise the distance to one target per sample (targeted attacks, QA+/CA+)."""
+    """Minimise the distance to one target per sample (targeted attacks, GTM)."""
     return Objective(_pull, targets)
 
 
@@ -127,12 +164,35 @@ def pull_to_mean(targets: torch.Tensor) -> Objective:
     return Objective(_pull, targets.detach().mean(dim=1))
 
 
-def translocate(top1: torch.Tensor, keep: torch.Tensor) -> Objective:
-    """Greedy top-1 translocation (RobRank's GTT, our reading): move the current top-1 away while
-    staying close to the query's next neighbours ``keep`` ((B, E) or (B, K, E)), so that the
-    top-1 drops out of the top-k but the rest of the ranking barely changes:
-    maximise d(q', top1) - mean_j d(q', keep_j)."""
-    return Objective(_translocate, top1, keep[:, None, :] if keep.dim() == 2 else keep)
+def rank_before(candidates: torch.Tensor, own: torch.Tensor, gallery: torch.Tensor) -> Objective:
+    """QA+ (RobRank's query ranking loss): move the query so that its ``candidates`` ((B, m, E))
+    rank before every item of ``gallery`` ((N, E)), the query's own index ``own`` ((B,)) left out."""
+    return Objective(functools.partial(_query_ranking, gallery=gallery.detach(), before=True), candidates, own)
+
+
+def rank_after(candidates: torch.Tensor, own: torch.Tensor, gallery: torch.Tensor) -> Objective:
+    """QA- and GTT (RobRank's query ranking loss): move the query so that its ``candidates``
+    ((B, m, E)) rank after every item of ``gallery``, the query's own index ``own`` left out."""
+    return Objective(functools.partial(_query_ranking, gallery=gallery.detach(), before=False), candidates, own)
+
+
+def candidate_rank_before(queries: torch.Tensor, query_to_gallery: torch.Tensor) -> Objective:
+    """CA+ (RobRank's candidate ranking loss): move a candidate so that it ranks before every gallery
+    item in the rankings of its ``queries`` ((B, w, E)); ``query_to_gallery`` ((B, w, N)): their
+    distances to the gallery, +inf where an item is left out (the query, the candidate)."""
+    return Objective(functools.partial(_candidate_ranking, before=True), queries, query_to_gallery)
+
+
+def candidate_rank_after(queries: torch.Tensor, query_to_gallery: torch.Tensor) -> Objective:
+    """CA- (RobRank's candidate ranking loss): move a candidate so that it ranks after every gallery
+    item in its queries' rankings; ``query_to_gallery``: -inf where an item is left out."""
+    return Objective(functools.partial(_candidate_ranking, before=False), queries, query_to_gallery)
+
+
+def negatives_first(positives: torch.Tensor, negatives: torch.Tensor, gallery: torch.Tensor) -> Objective:
+    """LTM (RobRank's loss): move the query until its farthest negative in ``gallery`` is nearer
+    than its nearest positive; ``positives``, ``negatives``: (B, N) bool, the query itself in neither."""
+    return Objective(functools.partial(_negatives_first, gallery=gallery.detach()), positives, negatives)
 
 
 def ranking_margin(positives: torch.Tensor, negatives: torch.Tensor) -> Objective:
@@ -148,5 +208,8 @@ def ranking_margin(positives: torch.Tensor, negatives: torch.Tensor) -> Objectiv
 
 for _name, _builder in [("push", push_from), ("pull", pull_to), ("pull-many", pull_to_many),
                         ("push-many", push_from_many), ("pull-mean", pull_to_mean), ("cosine", cosine_to),
-                        ("misrank", misrank), ("translocate", translocate), ("margin", ranking_margin)]:
+                        ("misrank", misrank), ("rank-before", rank_before), ("rank-after", rank_after),
+                        ("candidate-rank-before", candidate_rank_before),
+                        ("candidate-rank-after", candidate_rank_after), ("negatives-first", negatives_first),
+                        ("margin", ranking_margin)]:
     OBJECTIVES.add(_name, _builder)

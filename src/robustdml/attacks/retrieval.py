@@ -6,34 +6,42 @@ perturbed queries are ranked against the clean gallery.
 
 Readings of the published definitions (Zhou et al. ECCV 2020, "Adversarial Ranking Attack and
 Defense"; Zhou & Patel CVPR 2022, "RobRank"), checked against the reference code
-(cdluminate/robrank: attacks/advrank.py, advrank_qcselector.py, advrank_loss.py); where we differ,
-it is said. The ERS profile runs each attack from the clean image (no random start), as the
+(cdluminate/robrank at 38ec207: attacks/advrank.py, advrank_qcselector.py, advrank_loss.py): the
+selection of queries and candidates and the loss each attack descends are the reference's; where we
+differ, it is said. The ERS profile runs each attack from the clean image (no random start), as the
 reference does; objectives that are stationary there (ES) get a jittered target (:func:`jittered`).
+The reference's losses use the plain Euclidean distance between unit embeddings (its metric ``N``).
+Every ranking loss leaves out the gallery items our scores leave out (the query itself; for CA also
+the candidate's clean copy); the reference keeps them in its loss.
 - QA+ (m candidates, default 1 as in ERS): m random other items are chosen per query and the query
-  is pulled towards all of them (mean squared distance, our surrogate of the ranking loss);
-  score = mean rank percentile of the candidates in the perturbed query's ranking (robust: ~50%).
+  is moved by RobRank's query ranking loss, the mean over gallery items x and candidates c of
+  [d(q', c) - d(q', x)]_+; score = mean rank percentile of the candidates in the perturbed query's
+  ranking (robust: ~50%).
 - QA- (m candidates): m distinct candidates drawn at random from the query's top 1% of the
-  gallery (the reference's ``_sel_qaminus``) are pushed away; score = their mean rank percentile
-  (clean: under 1%, robust: stays low).
-- CA+ (w queries, default 1): a random candidate is pulled towards w queries (the batch query and
-  w-1 random others); score = mean rank percentile of the moved candidate in those queries'
+  gallery (the reference's ``_sel_qaminus``), moved by the same loss with the sign reversed,
+  [d(q', x) - d(q', c)]_+; score = their mean rank percentile (clean: under 1%, robust: stays low).
+- CA+ (w queries, default 1): a random candidate is moved by RobRank's candidate ranking loss, the
+  mean over its w queries Q (the batch query and w-1 random others) and gallery items x of
+  [d(Q, c') - d(Q, x)]_+; score = mean rank percentile of the moved candidate in those queries'
   clean-gallery rankings (robust: ~50%).
 - CA- (w queries): the candidate is drawn at random from the batch query's top 1%, the other w-1
   queries at random from the candidate's own top 1% (the reference's ``_sel_caminus`` draws all
-  w queries from the candidate's top 1%); it is pushed away from all w; score = its mean rank
+  w queries from the candidate's top 1%); loss [d(Q, x) - d(Q, c')]_+; score = its mean rank
   percentile (clean: under 1%, robust: stays low).
 - TMA: the query embedding is pulled towards a random other item (cosine); score = mean cosine.
 - ES: maximise ||f(x') - f(x)||; ES:D = mean shift (in [0,2]), ES:R = R@1 after the attack (%).
-- LTM: maximise d(q', nearest positive) - d(q', nearest negative); score = R@1 after (%).
+- LTM: RobRank's loss [max over other-class items d(q', n) - min over same-class items d(q', p)]_+,
+  recomputed at every step (every negative before every positive); score = R@1 after (%). The
+  reference means to leave the query out of its same-class items (``mask_same.scatter``) but the
+  call is not in place, so its own clean copy stays in; we leave it out.
 - GTM: pull the query towards the nearest gallery item of another class than the query; score =
   R@1 after (%). The reference's selector (``_sel_gtm``) means to do this, but its ``argmin`` over
   the masked ranks returns a position in the masked subset, not a gallery index, so it pulls
   towards an effectively random item; we do not copy that bug by default (``gtm_target="reference"``
   reproduces it, to compare with published ERS tables).
-- GTT (k = 4): push the current top-1 away while staying close to neighbours 2..k+1, so the top-1
-  leaves the top-k and the rest of the ranking barely moves (the reference pushes with the QA-
-  ranking loss alone); score "GTT" = retain@k, the % of queries whose original top-1 is still in
-  the top-k of the perturbed query (the reference's ``retain@4``); the row's R@1 is R@1 after GTT.
+- GTT (k = 4): the current top-1 is moved by the QA- ranking loss alone (as the reference does);
+  score "GTT" = retain@k, the % of queries whose original top-1 is still in the top-k of the
+  perturbed query (the reference's ``retain@4``); the row's R@1 is R@1 after GTT.
 The R@1 attacks of the default evaluation (``nn``, ``margin``, ``targeted``) live in
 :mod:`robustdml.attacks.ensemble`, with per-query early stop.
 Rank percentile = % of the gallery (query and candidate excluded) ranked strictly before the
@@ -44,6 +52,7 @@ gallery items (at least as many as candidates are drawn), the query itself exclu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, partial
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -109,6 +118,11 @@ class AttackContext:
     def __post_init__(self):
         check_attack_options({name: getattr(self, name) for name in ATTACK_OPTIONS})
         check_gtm_target(self.gtm_target)
+
+    @cached_property
+    def device_gallery(self) -> torch.Tensor:
+        """The clean gallery on the attack's device, for the ranking losses."""
+        return self.gallery.to(self.device)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), eval_mode(self.model):
@@ -184,23 +198,21 @@ def greedy_top1_misranking(ctx: AttackContext, queries: np.ndarray) -> Dict[str,
 
 @_register("ltm")
 def learning_to_misrank(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
-    distances = ctx.distances(ctx.gallery[queries])
-    distances[torch.arange(len(queries)), torch.as_tensor(queries)] = float("inf")
     same = torch.as_tensor(ctx.labels[None, :] == ctx.labels[queries][:, None])
-    positive = distances.masked_fill(~same, float("inf")).argmin(dim=1)
-    negative = distances.masked_fill(same, float("inf")).argmin(dim=1)
-    adversarial = ctx.perturb(queries, O.misrank, ctx.gallery[positive], ctx.gallery[negative])
-    return {"embeddings": ctx.embed(adversarial)}
+    positives = same.clone()
+    positives[torch.arange(len(queries)), torch.as_tensor(queries)] = False
+    objective = partial(O.negatives_first, gallery=ctx.device_gallery)
+    return {"embeddings": ctx.embed(ctx.perturb(queries, objective, positives, ~same))}
 
 
 @_register("gtt")
 def greedy_top1_translocation(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
     k = ctx.gtt_k
-    _, neighbours = knn(ctx.gallery[queries], ctx.gallery, k + 1, exclude_index=queries)
-    adversarial = ctx.perturb(queries, O.translocate, ctx.gallery[neighbours[:, 0]], ctx.gallery[neighbours[:, 1:]])
-    embeddings = ctx.embed(adversarial)
+    top1 = _top(ctx, queries)
+    embeddings = ctx.embed(ctx.perturb(queries, _query_ranking(ctx, before=False), _targets(ctx, top1[:, None]),
+                                       torch.as_tensor(queries)))
     _, after = knn(embeddings, ctx.gallery, k, exclude_index=queries)
-    kept = (after == neighbours[:, :1]).any(axis=1)
+    kept = (after == top1[:, None]).any(axis=1)
     return {"embeddings": embeddings, "GTT": 100.0 * kept}
 
 
@@ -244,17 +256,23 @@ def _targets(ctx: AttackContext, indices: np.ndarray) -> torch.Tensor:
     return ctx.gallery[torch.as_tensor(indices)]
 
 
-def _query_attack(ctx: AttackContext, queries: np.ndarray, candidates: np.ndarray, one, many) -> np.ndarray:
-    """Perturb the queries towards/away from their candidates; rank percentile of the candidates after."""
-    builder = one if candidates.ndim == 1 else many
-    embeddings = ctx.embed(ctx.perturb(queries, builder, _targets(ctx, candidates)))
+def _query_ranking(ctx: AttackContext, before: bool) -> Callable:
+    """The builder of RobRank's query ranking loss against this context's gallery."""
+    return partial(O.rank_before if before else O.rank_after, gallery=ctx.device_gallery)
+
+
+def _query_attack(ctx: AttackContext, queries: np.ndarray, candidates: np.ndarray, before: bool) -> np.ndarray:
+    """Move the queries so that their (B,) or (B, m) candidates rank before (QA+) or after (QA-)
+    the rest of the gallery; rank percentile of the candidates after."""
+    targets = _targets(ctx, candidates.reshape(len(queries), -1))                      # (B, m, E)
+    embeddings = ctx.embed(ctx.perturb(queries, _query_ranking(ctx, before), targets, torch.as_tensor(queries)))
     return rank_percentile(ctx.distances(embeddings), candidates, queries)
 
 
 @_register("qa+")
 def query_attack_promote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np.ndarray]:
     candidates = _random_others(ctx, queries, ctx.qa_candidates)
-    return {"QA+": _query_attack(ctx, queries, candidates, O.pull_to, O.pull_to_many)}
+    return {"QA+": _query_attack(ctx, queries, candidates, before=True)}
 
 
 @_register("qa-")
@@ -262,14 +280,21 @@ def query_attack_demote(ctx: AttackContext, queries: np.ndarray) -> Dict[str, np
     candidates = _from_top_fraction(ctx, queries, ctx.qa_candidates, replace=False)
     if ctx.qa_candidates == 1:
         candidates = candidates[:, 0]
-    return {"QA-": _query_attack(ctx, queries, candidates, O.push_from, O.push_from_many)}
+    return {"QA-": _query_attack(ctx, queries, candidates, before=False)}
 
 
-def _candidate_attack(ctx: AttackContext, attacked: np.ndarray, candidates: np.ndarray, builder) -> np.ndarray:
-    """Perturb each candidate towards/away from its w queries ``attacked`` (B, w); mean rank
-    percentile of the moved candidate in those queries' rankings of the clean gallery."""
+def _candidate_attack(ctx: AttackContext, attacked: np.ndarray, candidates: np.ndarray, before: bool) -> np.ndarray:
+    """Move each candidate so that it ranks before (CA+) or after (CA-) the rest of the gallery in
+    the rankings of its w queries ``attacked`` (B, w); mean rank percentile of the moved candidate
+    in those queries' rankings of the clean gallery."""
     batch, w = attacked.shape
-    moved = ctx.embed(ctx.perturb(candidates, builder, _targets(ctx, attacked)))          # (B, E)
+    queries = _targets(ctx, attacked)                                                      # (B, w, E)
+    query_to_gallery = torch.cdist(queries, ctx.gallery)                                   # (B, w, N)
+    left_out = float("inf") if before else float("-inf")     # a term [.]_+ that is 0 whatever c' does
+    query_to_gallery.scatter_(2, torch.as_tensor(attacked)[:, :, None], left_out)
+    query_to_gallery[torch.arange(batch), :, torch.as_tensor(candidates)] = left_out
+    builder = O.candidate_rank_before if before else O.candidate_rank_after
+    moved = ctx.embed(ctx.perturb(candidates, builder, queries, query_to_gallery))         # (B, E)
     flat_queries = attacked.reshape(-1)
     flat_candidates = np.repeat(candidates, w)
     distances = ctx.distances(ctx.gallery[torch.as_tensor(flat_queries)])                 # (B*w, N)
@@ -286,7 +311,7 @@ def candidate_attack_promote(ctx: AttackContext, queries: np.ndarray) -> Dict[st
     if ctx.ca_queries > 1:
         extra = _random_others(ctx, candidates, ctx.ca_queries - 1).reshape(len(queries), -1)
         attacked = np.concatenate([attacked, extra], axis=1)
-    return {"CA+": _candidate_attack(ctx, attacked, candidates, O.pull_to_many)}
+    return {"CA+": _candidate_attack(ctx, attacked, candidates, before=True)}
 
 
 @_register("ca-")
@@ -297,7 +322,7 @@ def candidate_attack_demote(ctx: AttackContext, queries: np.ndarray) -> Dict[str
         # queries that rank the candidate highly: drawn from the candidate's own top 1%
         extra = _from_top_fraction(ctx, candidates, ctx.ca_queries - 1, replace=True)
         attacked = np.concatenate([attacked, extra], axis=1)
-    return {"CA-": _candidate_attack(ctx, attacked, candidates, O.push_from_many)}
+    return {"CA-": _candidate_attack(ctx, attacked, candidates, before=False)}
 
 
 def summarise(name: str, outputs: Dict[str, np.ndarray], ctx: AttackContext, queries: np.ndarray) -> Dict[str, object]:

@@ -45,6 +45,11 @@ ERS_ATTACKS = ("ca+", "ca-", "qa+", "qa-", "tma", "es", "ltm", "gtm", "gtt")
 # or "reference", the item RobRank's selector actually picks (a position in a masked list read as a gallery
 # index: an effectively random item), to compare with published ERS tables.
 GTM_TARGETS = ("nearest", "reference")
+# Attacks whose implementation changed after results were cached, with the revision now in use: the
+# key of a spec that runs one of them (itself or in its ERS profile) names it, so older results are
+# never reused. Revision 2: QA+/QA-/CA+/CA-/GTT descend RobRank's ranking losses and LTM its
+# negatives-first loss (revision 1: distance surrogates of our own, a weaker attack).
+ATTACK_REVISIONS = {"qa+": 2, "qa-": 2, "ca+": 2, "ca-": 2, "ltm": 2, "gtt": 2}
 
 
 def check_gtm_target(value) -> None:
@@ -212,8 +217,14 @@ class AttackSpec:
         return cls(**values)
 
     def key(self) -> str:
-        """A short stable hash of every field (floats at full precision): the cache key."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=repr)
+        """A short stable hash of every field (floats at full precision) and of the revision of every
+        attack it runs that has one (``ATTACK_REVISIONS``): the cache key."""
+        values = self.to_dict()
+        names = self.members + (self.ers.members if self.ers is not None else ())
+        revisions = {name: ATTACK_REVISIONS[name] for name in sorted(set(names)) if name in ATTACK_REVISIONS}
+        if revisions:
+            values["revisions"] = revisions
+        text = json.dumps(values, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
