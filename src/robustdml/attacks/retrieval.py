@@ -289,7 +289,7 @@ def _candidate_attack(ctx: AttackContext, attacked: np.ndarray, candidates: np.n
     in those queries' rankings of the clean gallery."""
     batch, w = attacked.shape
     queries = _targets(ctx, attacked)                                                      # (B, w, E)
-    query_to_gallery = torch.cdist(queries, ctx.gallery)                                   # (B, w, N)
+    query_to_gallery = torch.cdist(queries.flatten(0, 1), ctx.gallery).view(batch, w, -1)  # (B, w, N); 2-D cdist is fast
     left_out = float("inf") if before else float("-inf")     # a term [.]_+ that is 0 whatever c' does
     query_to_gallery.scatter_(2, torch.as_tensor(attacked)[:, :, None], left_out)
     query_to_gallery[torch.arange(batch), :, torch.as_tensor(candidates)] = left_out

@@ -102,13 +102,14 @@ def key_findings(runs: List[RunSummary], protocol: AttackProtocol) -> Box:
 
 
 # What each ERS term measures (robustdml.attacks.retrieval has the exact definitions).
-ERS_TERMS = {"CA+": "a random gallery item pulled up a query's ranking",
-             "CA-": "an item of a query's top 1% pushed down its ranking",
-             "QA+": "a query moved towards random items", "QA-": "a query pushing an item of its top 1% away",
+ERS_TERMS = {"CA+": "a random gallery item moved to the top of a query's ranking",
+             "CA-": "an item of a query's top 1% moved to the end of its ranking",
+             "QA+": "a query moved so that a random item ranks first",
+             "QA-": "a query moved so that an item of its top 1% ranks last",
              "TMA": "a query's embedding pulled towards a random item", "ES:D": "how far the embedding moves",
-             "ES:R": "R@1 after that shift", "LTM": "R@1 after swapping nearest positive and negative",
+             "ES:R": "R@1 after that shift", "LTM": "R@1 after moving every negative before the nearest positive",
              "GTM": "R@1 after pulling the query towards the nearest item of another class",
-             "GTT": "share of queries whose top-1 stays in the top-4 when pushed out of it"}
+             "GTT": "share of queries whose top-1 stays in the top-4 when pushed to the end"}
 
 
 def how_to_read(runs: List[RunSummary], protocol: AttackProtocol) -> Paragraph:
