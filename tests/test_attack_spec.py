@@ -72,8 +72,9 @@ def test_gtm_target_is_named_in_the_description_and_keeps_older_cache_keys():
     # gtm_target came after results were cached: at its default it stays out of the key, which is
     # therefore the one those results were saved under (values computed before the field existed)
     assert AttackSpec().key() == "5fa65df01e2a" and "gtm_target" not in AttackSpec().to_dict()
-    # ERS results of revision 1 of the ranking attacks (key 35602d2aaa7f) are not reused
-    assert AttackSpec(ers=ers_spec(28), max_queries=200).key() == "b402139a71db"
+    # ERS results of revision 1 of the ranking attacks (key 35602d2aaa7f), and those without an
+    # interval (key b402139a71db), are not reused
+    assert AttackSpec(ers=ers_spec(28), max_queries=200).key() == "18b6636a808f"
     reference = ers_spec(28, gtm_target="reference")
     assert reference.to_dict()["gtm_target"] == "reference" and AttackSpec.from_dict(reference.to_dict()) == reference
     assert "GTM towards the reference target" in reference.describe()
@@ -104,3 +105,6 @@ def test_a_revised_attack_changes_the_key_of_every_spec_that_runs_it(monkeypatch
     after = {name: spec.key() for name, spec in specs.items()}
     assert after["qa-"] != before["qa-"] and after["ers"] != before["ers"]
     assert after["nn"] == before["nn"] and after["auto"] == before["auto"]
+    monkeypatch.setattr(S, "ERS_RESULT_REVISION", S.ERS_RESULT_REVISION + 1)
+    again = {name: spec.key() for name, spec in specs.items()}
+    assert again["ers"] != after["ers"] and all(again[name] == after[name] for name in ("qa-", "nn", "auto"))

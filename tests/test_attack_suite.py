@@ -191,3 +191,19 @@ def test_apgd_reaches_a_higher_embedding_shift_than_pgd_at_equal_steps(natural_f
         with torch.no_grad():
             values[name] = float(objective(model(adversarial)).mean())
     assert values["apgd"] >= values["pgd"] * 0.98, values
+
+
+def test_ers_comes_with_its_interval_over_the_queries(natural_fmnist):
+    """ERS is a mean over the attacked queries like robust R@1: the report gives each query's ERS,
+    the 95% interval of their mean, and the interval in the markdown and the JSON."""
+    from robustdml.attacks.spec import ers_spec
+
+    model, test = natural_fmnist
+    report = evaluate_robustness(model, test, _spec(attacks=(), ers=ers_spec(28, steps=2), max_queries=10),
+                                 progress=False)
+    ers = json.loads(json.dumps(report.to_dict()))["ers"]
+    low, high = ers["interval"]
+    assert len(ers["per_query"]) == 10 and np.mean(ers["per_query"]) == pytest.approx(ers["ERS"], abs=1e-3)
+    assert low < ers["ERS"] < high and ers["level"] == 0.95
+    assert f"[{low:.2f}, {high:.2f}] (95% interval over 10 queries" in report.to_markdown()
+    assert all("per_query" not in row for row in ers["rows"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_terms
+from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_interval, ers_per_query, ers_terms
 
 PERFECT = {"CA+": 50, "CA-": 0, "QA+": 50, "QA-": 0, "TMA": 0, "ES:D": 0, "ES:R": 100, "LTM": 100, "GTM": 100,
            "GTT": 100}
@@ -45,3 +45,30 @@ def test_terms_are_not_clipped_unless_asked():
 def test_a_missing_score_is_named(missing):
     with pytest.raises(ValueError, match=missing.replace("+", r"\+")):
         empirical_robustness_score({k: v for k, v in MIXED.items() if k != missing})
+
+
+def test_the_mean_of_per_query_ers_is_the_ers_of_the_mean_scores():
+    """Every term is affine in its input, so ERS of the means = mean of the queries' own ERS."""
+    per_query = {key: [PERFECT[key], BROKEN[key], MIXED[key]] for key in ERS_INPUTS}
+    each = ers_per_query(per_query)
+    assert each == pytest.approx([100, 0, 42])
+    means = {key: sum(values) / 3 for key, values in per_query.items()}
+    assert each.mean() == pytest.approx(empirical_robustness_score(means))
+
+
+def test_the_ers_interval_is_the_t_interval_of_the_per_query_mean():
+    low, high = ers_interval([0.0, 10.0, 20.0])  # mean 10, std 10, t(0.975, 2) = 4.3027
+    assert (low, high) == pytest.approx((10 - 4.3027 * 10 / 3 ** 0.5, 10 + 4.3027 * 10 / 3 ** 0.5), abs=1e-3)
+    assert ers_interval([7.0]) == (7.0, 7.0)
+    narrow = ers_interval([0.0, 10.0, 20.0] * 30)  # more queries, same spread: a narrower interval
+    assert low < narrow[0] < 10 < narrow[1] < high
+    with pytest.raises(ValueError, match="at least one query"):
+        ers_interval([])
+
+
+def test_per_query_inputs_must_be_complete_and_cover_the_same_queries():
+    complete = {key: [MIXED[key]] * 3 for key in ERS_INPUTS}
+    with pytest.raises(ValueError, match="GTT"):
+        ers_per_query({key: v for key, v in complete.items() if key != "GTT"})
+    with pytest.raises(ValueError, match="same queries"):
+        ers_per_query({**complete, "LTM": [30, 30]})

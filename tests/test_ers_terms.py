@@ -11,7 +11,7 @@ from robustdml.attacks import objectives as O
 from robustdml.attacks.retrieval import (RETRIEVAL_ATTACKS, AttackContext, _from_top_fraction, jittered,
                                         load_images, reference_gtm_targets, run_attack)
 from robustdml.evaluation import compute_embeddings
-from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score
+from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_interval, ers_per_query
 from robustdml.models import eval_mode
 
 ATTACKS = ("ca+", "ca-", "qa+", "qa-", "tma", "es", "ltm", "gtm", "gtt")
@@ -85,6 +85,19 @@ def test_a_natural_model_scores_a_low_ers(scores):
     for _, attacked in scores.values():
         values.update({key: value for key, value in attacked.items() if key in ERS_INPUTS})
     assert 0 <= empirical_robustness_score(values) < 25
+
+
+def test_per_query_values_give_the_ers_and_an_interval_around_it(scores):
+    """Each attack reports its ERS inputs per query; their per-query ERS averages to the ERS."""
+    values, per_query = {}, {}
+    for _, attacked in scores.values():
+        values.update({key: value for key, value in attacked.items() if key in ERS_INPUTS})
+        per_query.update(attacked["per_query"])
+    assert set(per_query) == set(ERS_INPUTS) and all(len(v) == QUERIES for v in per_query.values())
+    each = ers_per_query(per_query)
+    assert each.mean() == pytest.approx(empirical_robustness_score(values))
+    low, high = ers_interval(each)
+    assert low < each.mean() < high and high - low < 50
 
 
 def test_gtm_pulls_the_query_towards_its_nearest_other_class_item(natural_fmnist):

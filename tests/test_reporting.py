@@ -62,8 +62,9 @@ def _rate(hits, n):
 
 
 def fake_run(tmp_path, label, benign, robust, clean=(250, 300), ers=None, unconverged=(), unbounded=0.0,
-             warnings=(), defense="natural", epochs=2, seeds=(0,)):
-    """A RunSummary with made-up numbers: ``robust = {eps: (hits, queries)}`` for every seed."""
+             warnings=(), defense="natural", epochs=2, seeds=(0,), ers_interval=None):
+    """A RunSummary with made-up numbers: ``robust = {eps: (hits, queries)}`` for every seed;
+    ``ers_interval``: ERS's interval (None: a result saved before ERS had one)."""
     reports = []
     for seed in seeds:
         reports.append({
@@ -74,7 +75,7 @@ def fake_run(tmp_path, label, benign, robust, clean=(250, 300), ers=None, unconv
                                        "newly_broken_by": {}, "stronger": "x", "passes_per_query": 1.0}
                             for eps in robust},
             "ers": None if ers is None else {"ERS": ers, "terms": {k: ers for k in ERS_INPUTS}, "spec": {"eps": [0.3]},
-                                             "spec_text": "pgd", "published": True},
+                                             "spec_text": "pgd", "published": True, "interval": ers_interval},
             "warnings": list(warnings),
             "settings": {"seed": seed, "queries": clean[1], "gallery": 1000, "unbounded_R@1": unbounded,
                          "seconds": 5.0, "versions": {"robustdml": "test"}}})
@@ -232,8 +233,9 @@ def test_several_seeds_give_mean_std_and_the_union_of_intervals():
 
 
 def test_report_from_numbers_explains_itself_and_bolds_the_best(tmp_path):
-    runs = [fake_run(tmp_path, "natural", 0.80, {0.05: (120, 300), 0.1: (30, 300)}, ers=40.0),
-            fake_run(tmp_path, "EST", 0.70, {0.05: (125, 300), 0.1: (150, 300)}, ers=70.0, defense="est", epochs=3)]
+    runs = [fake_run(tmp_path, "natural", 0.80, {0.05: (120, 300), 0.1: (30, 300)}, ers=40.0, ers_interval=[35, 45]),
+            fake_run(tmp_path, "EST", 0.70, {0.05: (125, 300), 0.1: (150, 300)}, ers=70.0, defense="est", epochs=3,
+                     ers_interval=[60, 80])]
     seen = {}
 
     def ours_vs_published(summaries, figures):
@@ -250,7 +252,9 @@ def test_report_from_numbers_explains_itself_and_bolds_the_best(tmp_path):
     assert tuple(findings.ERS_TERMS) == ERS_INPUTS
     assert "higher = more robust" in html and all(term in html for term in ERS_INPUTS)  # ERS explained
     assert "<td><b>50.0</b><span class='ci'>" in html  # EST's robust R@1 at eps 0.1, the best of its column
-    assert "Highest ERS: <b>EST 70.0</b>" in html
+    assert "Highest ERS: <b>EST 70.0 [60.0, 80.0]</b> of 100 (next: natural 40.0 [35.0, 45.0]); its 95% interval" in html
+    assert "lies above the runner-up" in html
+    assert "<td><b>70.0</b><span class='ci'>[60.0, 80.0]</span>" in html  # ERS with its interval below it
     assert "1000 test items" in html and "300 attacked queries" in html  # why benign and clean differ
     assert "defense: est" in html and "(none)" not in html  # the shared config once, each run's differences
     for name in ("robust_r1_vs_eps.png", "validation_r1.png", "training_loss.png"):
@@ -295,10 +299,10 @@ def test_robrank_fashion_builds_the_published_and_equal_cost_runs_with_the_refer
     assert [spec.name for spec in select_runs(cpu, ["hm-eta8", "natural"]).runs] == ["natural", "hm-eta8"]
 
 
-def _robrank_run(tmp_path, name, label, scores, benign):
+def _robrank_run(tmp_path, name, label, scores, benign, ers_interval=None):
     from robustdml.evaluation.ers import empirical_robustness_score, ers_terms
 
-    run = fake_run(tmp_path, name, benign, {0.1: (100, 300)}, ers=0.0)
+    run = fake_run(tmp_path, name, benign, {0.1: (100, 300)}, ers=0.0, ers_interval=ers_interval)
     run.label = label
     run.robustness[0]["ers"].update(scores=scores, terms=ers_terms(scores), ERS=empirical_robustness_score(scores))
     return run
@@ -310,12 +314,12 @@ def test_robrank_fashion_section_puts_ours_beside_the_published_values(tmp_path)
     natural = {key: value for key, value in PUBLISHED["natural"].items() if key in ERS_INPUTS}
     est = {key: value for key, value in PUBLISHED["est"].items() if key in ERS_INPUTS}
     act = {**{key: value for key, value in PUBLISHED["act"].items() if key in ERS_INPUTS}, "CA+": 13.6, "TMA": 0.559}
-    runs = [_robrank_run(tmp_path, "natural", "natural", natural, 0.85),
-            _robrank_run(tmp_path, "est", "EST (eta 32)", {**est, "GTM": 90.8}, 0.80),
-            _robrank_run(tmp_path, "act", "ACT (eta 32)", act, 0.70),
+    runs = [_robrank_run(tmp_path, "natural", "natural", natural, 0.85, [3.0, 5.0]),
+            _robrank_run(tmp_path, "est", "EST (eta 32)", {**est, "GTM": 90.8}, 0.80, [44.0, 47.0]),
+            _robrank_run(tmp_path, "act", "ACT (eta 32)", act, 0.70, [46.5, 60.0]),
             _robrank_run(tmp_path, "hm-eta8", "HM (eta 8)", natural, 0.75),
             _robrank_run(tmp_path, "natural-reference", "natural (reference protocol)", {**natural, "GTM": 80.0},
-                         0.87)]
+                         0.87, [9.5, 12.0])]
     suite = build_suite("robrank-fashion")
     output = render_report(runs, tmp_path / "report", suite.protocol, sections=suite.sections, galleries=False)
     check_structure(output)
@@ -335,19 +339,36 @@ def test_robrank_fashion_section_puts_ours_beside_the_published_values(tmp_path)
     assert "no equal-cost (eta = 8) rows" in markdown
     # ERS points: CA+ counts twice (2 CA+), TMA 100 (1 - TMA); GTM as it is
     assert "ACT (eta 32): CA+ -40.0, TMA -30.0" in markdown and "EST (eta 32): GTM +70.0" in markdown
-    assert "Natural training's ERS is at most 10, natural: holds (4.2; published 4.2)" in markdown
+    assert "Natural training's ERS is at most 10, natural: holds (4.2 [3.0, 5.0]; published 4.2)." in markdown
+    assert row[("natural", "ours")][-1] == "4.2 [3.0, 5.0]"  # our ERS with its interval; none for the published
     # the natural row on the reference protocol is compared with the published natural row and checked on its own
     assert row[("natural (reference protocol)", "published")][0] == "87.6"
     assert row[("natural (reference protocol)", "difference")][-3] == "+67.4"  # GTM 80.0 against 12.6
-    assert ("Natural training's ERS is at most 10, natural (reference protocol): **does not hold** (10.9; "
-            "published 4.2)") in markdown
-    assert ("natural < EST < ACT in ERS: holds (ours: natural 4.2, EST (eta 32) 45.7, ACT (eta 32) 56.3; "
-            "published: 4.2, 38.7, 63.3)") in markdown
+    assert ("Natural training's ERS is at most 10, natural (reference protocol): **does not hold** (10.9 [9.5, "
+            "12.0]; published 4.2); its 95% interval over the queries contains 10, so the verdict is within the "
+            "query sampling") in markdown
+    assert ("natural < EST < ACT in ERS: holds (ours: natural 4.2 [3.0, 5.0], EST (eta 32) 45.7 [44.0, 47.0], "
+            "ACT (eta 32) 56.3 [46.5, 60.0]; published: 4.2, 38.7, 63.3); 95% intervals overlap for EST (eta 32) / "
+            "ACT (eta 32) (that step is within the query sampling)") in markdown
     ordering = next(table for table in markdown_tables(markdown) if table[0][0] == "term (0-100)")
     assert [r[0] for r in ordering[1]] == [*ERS_INPUTS, "ERS"]
     assert ordering[1][ERS_INPUTS.index("TMA")][-2:] == ["yes", "yes"]  # published: 1.0 < 3.4 < 74.1
     assert ordering[1][ERS_INPUTS.index("GTM")][1:4] == ["12.6", "90.8", "60.2"]
     assert ordering[1][ERS_INPUTS.index("GTM")][-2:] == ["**no**", "yes"]  # the term that breaks our ordering
+
+
+def test_an_ers_leader_is_named_only_when_its_interval_clears_the_runner_up(tmp_path):
+    def runs(second_interval):
+        return [fake_run(tmp_path / f"{second_interval}", "EST", 0.7, {0.1: (1, 3)}, ers=30.0, ers_interval=[25, 35]),
+                fake_run(tmp_path / f"{second_interval}", "ACT", 0.7, {0.1: (1, 3)}, ers=28.0,
+                         ers_interval=second_interval)]
+
+    for folder in ("[23, 33]", "None"):
+        (tmp_path / folder).mkdir()
+    assert "overlaps the runner-up's: **no clear ERS leader**" in findings.ers_finding(runs([23, 33]))
+    # a result saved before ERS had an interval: no leader is judged, and no interval is made up
+    old = findings.ers_finding(runs(None))
+    assert "no leader is judged" in old and "ACT 28.0;" not in old and "ACT 28.0" in old
 
 
 def test_report_of_runs_without_a_validation_split_has_no_validation_figure(tmp_path):

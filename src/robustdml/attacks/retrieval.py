@@ -62,6 +62,7 @@ from robustdml.attacks import objectives as O
 from robustdml.attacks.engines import AttackEngine
 from robustdml.attacks.spec import check_gtm_target
 from robustdml.evaluation import knn, retrieval_metrics
+from robustdml.evaluation.ers import ERS_INPUTS
 from robustdml.models.mode import eval_mode
 from robustdml.registry import Registry
 
@@ -326,8 +327,11 @@ def candidate_attack_demote(ctx: AttackContext, queries: np.ndarray) -> Dict[str
 
 
 def summarise(name: str, outputs: Dict[str, np.ndarray], ctx: AttackContext, queries: np.ndarray) -> Dict[str, object]:
-    """Scores of one attack over all queries; retrieval metrics where perturbed embeddings exist."""
+    """Scores of one attack over all queries; retrieval metrics where perturbed embeddings exist.
+
+    ``per_query``: each ERS input's value per query (its mean is the score), for ERS's interval."""
     summary: Dict[str, object] = {}
+    per_query: Dict[str, np.ndarray] = {}
     if "embeddings" in outputs:
         metrics = retrieval_metrics(outputs["embeddings"], ctx.labels[queries], ctx.gallery, ctx.labels,
                                     exclude_index=queries, per_query=True)
@@ -336,10 +340,12 @@ def summarise(name: str, outputs: Dict[str, np.ndarray], ctx: AttackContext, que
     for key, values in outputs.items():
         if key != "embeddings":
             summary[key] = float(np.mean(values))
-    if name == "es":
-        summary["ES:R"] = 100.0 * summary["R@1"]
-    if name in ("ltm", "gtm"):
-        summary[name.upper()] = 100.0 * summary["R@1"]
+            per_query[key] = np.asarray(values, dtype=float)
+    r1_score = {"es": "ES:R", "ltm": "LTM", "gtm": "GTM"}.get(name)
+    if r1_score:
+        summary[r1_score] = 100.0 * summary["R@1"]
+        per_query[r1_score] = 100.0 * np.asarray(summary["correct@1"], dtype=float)
+    summary["per_query"] = {key: values for key, values in per_query.items() if key in ERS_INPUTS}
     return summary
 
 

@@ -50,6 +50,9 @@ GTM_TARGETS = ("nearest", "reference")
 # never reused. Revision 2: QA+/QA-/CA+/CA-/GTT descend RobRank's ranking losses and LTM its
 # negatives-first loss (revision 1: distance surrogates of our own, a weaker attack).
 ATTACK_REVISIONS = {"qa+": 2, "qa-": 2, "ca+": 2, "ca-": 2, "ltm": 2, "gtt": 2}
+# What an ERS result holds; the key of a spec with an ERS profile names it, so a cached result
+# without it is not reused. Revision 2: the 95% interval over the queries and each query's ERS.
+ERS_RESULT_REVISION = 2
 
 
 def check_gtm_target(value) -> None:
@@ -217,13 +220,16 @@ class AttackSpec:
         return cls(**values)
 
     def key(self) -> str:
-        """A short stable hash of every field (floats at full precision) and of the revision of every
-        attack it runs that has one (``ATTACK_REVISIONS``): the cache key."""
+        """A short stable hash of every field (floats at full precision), of the revision of every
+        attack it runs that has one (``ATTACK_REVISIONS``) and, with an ERS profile, of what an ERS
+        result holds (``ERS_RESULT_REVISION``): the cache key."""
         values = self.to_dict()
         names = self.members + (self.ers.members if self.ers is not None else ())
         revisions = {name: ATTACK_REVISIONS[name] for name in sorted(set(names)) if name in ATTACK_REVISIONS}
         if revisions:
             values["revisions"] = revisions
+        if self.ers is not None:
+            values["ers_result"] = ERS_RESULT_REVISION
         text = json.dumps(values, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

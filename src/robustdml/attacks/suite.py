@@ -38,7 +38,8 @@ from robustdml.attacks.ensemble import EnsembleRunner, member_runs
 from robustdml.attacks.retrieval import AttackContext, run_attack
 from robustdml.attacks.spec import AUTO, AUTO_MEMBERS, ENSEMBLE_ATTACKS, AttackSpec, is_published_ers
 from robustdml.evaluation import compute_embeddings, retrieval_metrics
-from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_terms
+from robustdml.evaluation.ers import (ERS_INPUTS, ERS_LEVEL, empirical_robustness_score, ers_interval, ers_per_query,
+                                      ers_terms)
 from robustdml.evaluation.intervals import binomial_interval
 
 DEFAULT_EPS = AttackSpec().eps
@@ -124,7 +125,9 @@ class RobustnessReport:
                          f"| {other} |")
         if self.ers:
             profile = "published profile" if self.ers.get("published") else "NOT the published profile"
-            lines += ["", f"ERS: **{self.ers['ERS']:.2f}** ({profile}: {self.ers.get('spec_text', '')}); terms: "
+            low, high = self.ers["interval"]
+            lines += ["", f"ERS: **{self.ers['ERS']:.2f}** [{low:.2f}, {high:.2f}] (95% interval over "
+                      f"{len(self.ers['per_query'])} queries; {profile}: {self.ers.get('spec_text', '')}); terms: "
                       + ", ".join(f"{k} {v:.1f}" for k, v in self.ers["terms"].items())]
         for warning in self.warnings:
             lines += ["", f"> WARNING: {warning}"]
@@ -234,13 +237,18 @@ class _Evaluation:
             row["after"] = outcome.after_member(members)
         return row, outcome.correct, outcome.ap
 
-    def attack_row(self, name: str, spec: AttackSpec, eps: float):
+    def attack_row(self, name: str, spec: AttackSpec, eps: float, per_query: Optional[Dict[str, np.ndarray]] = None):
+        """One attack at one eps on every query: its report row, per-query correctness and AP;
+        ``per_query`` (a dict), when given, receives the attack's per-query ERS inputs."""
         self.bar.set_postfix(attack=name, eps=f"{eps:.3g}")
         started = time.perf_counter()
         ctx = self.context(spec, eps)
         summary = run_attack(name, ctx, self.queries, batch_size=self.batch_size, progress=self.bar.update)
         row = {"attack": name, "eps": eps, "passes_per_query": ctx.passes / len(self.queries),
                "seconds": time.perf_counter() - started}
+        if per_query is not None:
+            per_query.update(summary["per_query"])
+        del summary["per_query"]
         correct = summary.pop("correct@1", None)
         ap = summary.pop("ap@r", None)
         if correct is not None:
@@ -388,16 +396,21 @@ def unbounded_check(state: _Evaluation) -> float:
 
 
 def _ers(state: _Evaluation, ers: AttackSpec, dataset) -> Dict[str, object]:
-    """ERS (Zhou & Patel, CVPR 2022) under the profile ``ers`` on the evaluation's queries."""
+    """ERS (Zhou & Patel, CVPR 2022) under the profile ``ers`` on the evaluation's queries, with its
+    95% interval over the queries (``interval``; ``per_query``: each query's own ERS, whose mean it is)."""
     scores: Dict[str, float] = {}
+    per_query: Dict[str, np.ndarray] = {}
     rows = []
     for name in ers.attacks:
         for eps in ers.eps:
-            row, _, _ = state.attack_row(name, ers, eps)
+            row, _, _ = state.attack_row(name, ers, eps, per_query=per_query)
             rows.append(row)
             scores.update({k: v for k, v in row.items() if k in ERS_INPUTS})
     image_size = dataset.image_shape[-1] if len(getattr(dataset, "image_shape", ())) == 3 else 28
-    return {"ERS": empirical_robustness_score(scores), "terms": ers_terms(scores), "scores": scores, "rows": rows,
+    each = ers_per_query(per_query)
+    return {"ERS": empirical_robustness_score(scores), "interval": list(ers_interval(each)),
+            "level": ERS_LEVEL, "per_query": [round(float(v), 4) for v in each],
+            "terms": ers_terms(scores), "scores": scores, "rows": rows,
             "spec": ers.to_dict(), "spec_text": ers.describe(), "published": is_published_ers(ers, image_size)}
 
 

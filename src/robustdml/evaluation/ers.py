@@ -9,13 +9,24 @@ tools/pjswipe.py ``ersnormalize``): no term is clipped, so a term can leave [0, 
 above 100 when the candidate ends below its random rank, 100*(1-TMA) above 100 for a negative
 cosine). ``clip=True`` clips each term to [0, 100] (our earlier reading).
 The attack profile that produces the scores is :func:`robustdml.attacks.spec.ers_spec`.
+
+Interval: every input is a mean over the attacked queries (a rank percentile, a cosine, a shift, or
+100 x a 0/1 outcome per query) and every term is affine in its input, so ERS is exactly the mean over
+queries of each query's own ERS (the mean of its ten terms). :func:`ers_interval` is the 95%
+t-interval of that mean: it covers the sampling of queries and of each attack's random candidate or
+target, which is what cutting the queries to save CPU costs in precision.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+import math
+from typing import Dict, Mapping, Sequence, Tuple
+
+import numpy as np
+from scipy.stats import t as student_t
 
 ERS_INPUTS = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT")
+ERS_LEVEL = 0.95
 
 
 def ers_terms(scores: Mapping[str, float], clip: bool = False) -> Dict[str, float]:
@@ -23,12 +34,7 @@ def ers_terms(scores: Mapping[str, float], clip: bool = False) -> Dict[str, floa
     missing = [key for key in ERS_INPUTS if key not in scores]
     if missing:
         raise ValueError(f"ERS needs scores for {', '.join(missing)} (run those attacks, e.g. with_ers=True)")
-    s = scores
-    terms = {
-        "CA+": 2 * s["CA+"], "CA-": 100 - s["CA-"], "QA+": 2 * s["QA+"], "QA-": 100 - s["QA-"],
-        "TMA": 100 * (1 - s["TMA"]), "ES:D": 100 * (2 - s["ES:D"]) / 2, "ES:R": s["ES:R"],
-        "LTM": s["LTM"], "GTM": s["GTM"], "GTT": s["GTT"],
-    }
+    terms = _normalised(scores)
     if clip:
         return {key: min(100.0, max(0.0, float(value))) for key, value in terms.items()}
     return {key: float(value) for key, value in terms.items()}
@@ -37,3 +43,38 @@ def ers_terms(scores: Mapping[str, float], clip: bool = False) -> Dict[str, floa
 def empirical_robustness_score(scores: Mapping[str, float], clip: bool = False) -> float:
     terms = ers_terms(scores, clip=clip)
     return sum(terms.values()) / len(terms)
+
+
+def _normalised(s: Mapping[str, object]) -> Dict[str, object]:
+    """The reference's ``ersnormalize``, element-wise: works on means (floats) and per-query arrays."""
+    return {
+        "CA+": 2 * s["CA+"], "CA-": 100 - s["CA-"], "QA+": 2 * s["QA+"], "QA-": 100 - s["QA-"],
+        "TMA": 100 * (1 - s["TMA"]), "ES:D": 100 * (2 - s["ES:D"]) / 2, "ES:R": s["ES:R"],
+        "LTM": s["LTM"], "GTM": s["GTM"], "GTT": s["GTT"],
+    }
+
+
+def ers_per_query(per_query: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """Each query's own ERS: the mean of its ten unclipped terms, from per-query inputs on one scale
+    with the scores (percentiles and R@1 in %); their mean is the ERS of the scores' means."""
+    missing = [key for key in ERS_INPUTS if key not in per_query]
+    if missing:
+        raise ValueError(f"per-query ERS needs values for {', '.join(missing)}")
+    arrays = {key: np.asarray(per_query[key], dtype=float) for key in ERS_INPUTS}
+    lengths = {len(values) for values in arrays.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"per-query ERS inputs must cover the same queries, got lengths "
+                         f"{ {key: len(values) for key, values in arrays.items()} }")
+    return np.mean(list(_normalised(arrays).values()), axis=0)
+
+
+def ers_interval(per_query_ers: Sequence[float], level: float = ERS_LEVEL) -> Tuple[float, float]:
+    """The ``level`` t-interval of the mean of per-query ERS values (a point with one query)."""
+    values = np.asarray(per_query_ers, dtype=float)
+    if values.size == 0:
+        raise ValueError("an ERS interval needs at least one query")
+    mean = float(values.mean())
+    if values.size == 1:
+        return mean, mean
+    half = float(student_t.ppf(0.5 + level / 2, values.size - 1)) * float(values.std(ddof=1)) / math.sqrt(values.size)
+    return mean - half, mean + half

@@ -49,13 +49,24 @@ def ers_finding(runs: List[RunSummary]) -> Optional[str]:
     scored = sorted((run for run in runs if run.ers is not None), key=lambda run: -run.ers)
     if not scored:
         return None
-    others = "; ".join(f"{run.label} {run.ers:.1f}" for run in scored[1:3])
-    lowest = f"; lowest: {scored[-1].label} {scored[-1].ers:.1f}" if len(scored) > 3 else ""
+    others = "; ".join(f"{run.label} {run.ers_text()}" for run in scored[1:3])
+    lowest = f"; lowest: {scored[-1].label} {scored[-1].ers_text()}" if len(scored) > 3 else ""
     profile = scored[0].robustness[0]["ers"]
     unpublished = "" if profile.get("published") else "; **not** the published ERS profile"
-    return (f"Highest ERS: **{scored[0].label} {scored[0].ers:.1f}** of 100" + (f" (next: {others}{lowest})" if others
-                                                                                else "")
-            + f". ERS has no interval here: a point estimate over the same queries{unpublished}.")
+    return (f"Highest ERS: **{scored[0].label} {scored[0].ers_text()}** of 100"
+            + (f" (next: {others}{lowest})" if others else "") + _ers_leader(scored) + f"{unpublished}.")
+
+
+def _ers_leader(scored: List[RunSummary]) -> str:
+    """Whether the highest ERS is clear of the runner-up (95% intervals over the queries apart)."""
+    if len(scored) < 2:
+        return ""
+    leader, runner = scored[0].ers_interval, scored[1].ers_interval
+    if leader is None or runner is None:
+        return "; some ERS have no interval (results saved before ERS had one), so no leader is judged"
+    if leader[0] > runner[1]:
+        return "; its 95% interval over the queries lies above the runner-up's"
+    return "; its 95% interval over the queries overlaps the runner-up's: **no clear ERS leader**"
 
 
 def problems(run: RunSummary) -> List[str]:

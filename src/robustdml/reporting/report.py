@@ -16,7 +16,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -132,6 +132,28 @@ class RunSummary:
         values = [report["ers"]["ERS"] for report in self.robustness if report.get("ers")]
         return statistics.mean(values) if values else None
 
+    @property
+    def ers_interval(self) -> Optional[Tuple[float, float]]:
+        """ERS's 95% interval over the attacked queries; with several seeds, the union of theirs.
+        None without ERS or for a result saved before ERS had one."""
+        intervals = [report["ers"].get("interval") for report in self.robustness if report.get("ers")]
+        if not intervals or not all(intervals):
+            return None
+        return min(low for low, _ in intervals), max(high for _, high in intervals)
+
+    def ers_text(self) -> str:
+        """e.g. ``9.8 [8.9, 10.7]`` (the interval left out where there is none)."""
+        cell = self.ers_cell()
+        return f"{cell.text} {cell.note}".strip()
+
+    def ers_cell(self) -> Cell:
+        """ERS with its interval below it ("-" without ERS)."""
+        if self.ers is None:
+            return Cell("-")
+        interval = self.ers_interval
+        note = "" if interval is None else f"[{interval[0]:.1f}, {interval[1]:.1f}]"
+        return Cell(f"{self.ers:.1f}", self.ers, note=note)
+
     def ers_terms(self) -> Dict[str, float]:
         """The ten ERS terms on their 0-100 scale (100: the attack changed nothing), mean over seeds."""
         return self._ers_mean("terms")
@@ -207,7 +229,7 @@ def results_table(runs: List[RunSummary], protocol: AttackProtocol) -> Table:
         row = [run.label, Cell(f"{100 * run.benign('R@1'):.1f}", run.benign("R@1")),
                Cell(f"{100 * run.benign('mAP@R'):.1f}", run.benign("mAP@R")), run.clean_attacked().cell()]
         row += [run.robust_r1(eps).cell() if run.robust_r1(eps) else "-" for eps in protocol.eps_list]
-        row.append("-" if run.ers is None else Cell(f"{run.ers:.1f}", run.ers))
+        row.append("-" if run.ers is None else run.ers_cell())
         rows.append(row)
     caption = (f"**Benign**: the selected checkpoint on the whole test split. **Attacked queries**: "
                f"{counts_text(runs, 'queries')} random test queries; *clean* is their R@1 before any attack (the "
@@ -215,7 +237,8 @@ def results_table(runs: List[RunSummary], protocol: AttackProtocol) -> Table:
                "column is the per-query worst case over the attack ensemble, every perturbed query ranked against "
                f"the clean test set with itself excluded; {seeds_text(protocol)}. Below each value: its 95% "
                "Clopper-Pearson interval over the attacked queries. "
-               + ("**ERS**: 0-100, higher = more robust. " if any(run.ers is not None for run in runs) else "")
+               + ("**ERS**: 0-100, higher = more robust; below it, its 95% t-interval over the attacked queries "
+                  "(ERS is the mean of the queries' own ERS). " if any(run.ers is not None for run in runs) else "")
                + "Bold: the best value of each column.")
     return Table(columns, rows, caption).without_empty_columns()
 
@@ -256,12 +279,13 @@ def ers_table(runs: List[RunSummary]) -> Optional[Table]:
         return None
     names = list(scored[0].ers_terms())
     columns = [Column("run", left=True), Column("ERS", best="max")] + [Column(n, best="max") for n in names]
-    rows = [[run.label, Cell(f"{run.ers:.1f}", run.ers)] +
+    rows = [[run.label, run.ers_cell()] +
             [Cell(f"{run.ers_terms()[n]:.1f}", run.ers_terms()[n]) for n in names] for run in scored]
     ers = scored[0].robustness[0]["ers"]
     profile = "the published profile" if ers.get("published") else "**not** the published profile"
     eps = ", ".join(f"{e:.4g}" for e in ers["spec"]["eps"])
-    return Table(columns, rows, f"Each term 0-100 (100: the attack changed nothing); attacks: "
+    return Table(columns, rows, f"Each term 0-100 (100: the attack changed nothing); below ERS its 95% interval "
+                                f"over the attacked queries; attacks: "
                                 f"{ers.get('spec_text', '')} at eps {eps} ({profile}).")
 
 

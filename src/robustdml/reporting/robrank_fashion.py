@@ -84,7 +84,8 @@ def comparison_table(runs: List["RunSummary"]) -> Table:
     rows = []
     for run in runs:
         ours, published = _values(run), _published_values(run.path.name)
-        rows.append([run.label, "ours"] + [_number(ours, key) for key in COLUMNS])
+        rows.append([run.label, "ours"] + [_number(ours, key) for key in COLUMNS[:-1]]
+                    + [run.ers_cell() if run.ers is not None else "-"])
         rows.append(["", "published"] + [_number(published, key) for key in COLUMNS])
         if published:
             difference = {key: ours[key] - published[key] for key in COLUMNS if key in ours}
@@ -93,7 +94,8 @@ def comparison_table(runs: List["RunSummary"]) -> Table:
                "the ERS inputs as the reference prints them (CA/QA: rank percentiles, %; TMA: cosine after the "
                "attack; ES:D: embedding shift in [0, 2]; ES:R, LTM, GTM: R@1 after the attack, %; GTT: % of queries "
                "whose top-1 stays in the top-4), each measured with the published ERS profile on our attacked "
-               "queries. ERS: 0-100, higher = more robust; the published rows' ERS is computed from their terms. "
+               "queries. ERS: 0-100, higher = more robust, below ours its 95% interval over our attacked queries; the "
+               "published rows' ERS is computed from their terms. "
                "Higher is more robust for CA+, QA+, ES:R, LTM, GTM and GTT; lower is more robust for CA-, QA-, TMA "
                "and ES:D.")
     return Table(columns, rows, caption)
@@ -155,16 +157,32 @@ def acceptance(runs: List["RunSummary"]) -> List[str]:
     for name in (name for name in NATURAL_ROWS if name in by_name):
         run = by_name[name]
         holds = "holds" if run.ers <= NATURAL_ERS_LIMIT else "**does not hold**"
-        lines.append(f"Natural training's ERS is at most {NATURAL_ERS_LIMIT:g}, {run.label}: {holds} ({run.ers:.1f}; "
-                     f"published {published_ers('natural'):.1f}).")
+        interval = run.ers_interval
+        straddles = interval is not None and interval[0] <= NATURAL_ERS_LIMIT < interval[1]
+        lines.append(f"Natural training's ERS is at most {NATURAL_ERS_LIMIT:g}, {run.label}: {holds} "
+                     f"({run.ers_text()}; published {published_ers('natural'):.1f})"
+                     + (f"; its 95% interval over the queries contains {NATURAL_ERS_LIMIT:g}, so the verdict is "
+                        "within the query sampling" if straddles else "") + ".")
     if all(name in by_name for name in ORDERED):
         values = [by_name[name].ers for name in ORDERED]
         holds = "holds" if _increasing(values) else "**does not hold**"
-        ours = ", ".join(f"{by_name[name].label} {value:.1f}" for name, value in zip(ORDERED, values))
+        ours = ", ".join(f"{by_name[name].label} {by_name[name].ers_text()}" for name in ORDERED)
         published = ", ".join(f"{published_ers(name):.1f}" for name in ORDERED)
         lines.append(f"The published ordering natural < EST < ACT in ERS: {holds} (ours: {ours}; published: "
-                     f"{published}).")
+                     f"{published}){_separation([by_name[name] for name in ORDERED])}.")
     return lines
+
+
+def _separation(ordered: List["RunSummary"]) -> str:
+    """Whether each step of an ERS ordering is clear of the query sampling (95% intervals apart)."""
+    intervals = [run.ers_interval for run in ordered]
+    if not all(intervals):
+        return ""
+    apart = [low[1] < high[0] for low, high in zip(intervals, intervals[1:])]
+    if all(apart):
+        return "; each step's 95% intervals are apart"
+    steps = [f"{a.label} / {b.label}" for a, b, ok in zip(ordered, ordered[1:], apart) if not ok]
+    return "; 95% intervals overlap for " + ", ".join(steps) + " (that step is within the query sampling)"
 
 
 def comparison_section(runs: List["RunSummary"], figures: Path) -> List[Block]:
