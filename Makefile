@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 data: setup
 	@sh scripts/get-fashion-mnist.sh $(BIN)/robustdml
 
-# The main job at a size that fits 15 minutes on 2 CPU cores: four runs of the CPU-sized `defenses` suite
+# The main job at a size that takes 11 to 21 minutes on 2 CPU cores (by machine; README): four runs of the CPU-sized `defenses` suite
 # (natural, EST, ACT, HM + LGA + ICS at eta 8) under the default evaluation on 200 test queries. The other
 # three runs (robust triplet, HM softhard, MDProp) add to the same report with
 # `robustdml benchmark defenses --output reports/demo`. Also refreshes the README's gallery image.
