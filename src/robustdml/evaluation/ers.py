@@ -19,11 +19,11 @@ target, which is what cutting the queries to save CPU costs in precision.
 
 from __future__ import annotations
 
-import math
 from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
-from scipy.stats import t as student_t
+
+from robustdml.evaluation.intervals import mean_t_interval
 
 ERS_INPUTS = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT")
 ERS_LEVEL = 0.95
@@ -31,9 +31,7 @@ ERS_LEVEL = 0.95
 
 def ers_terms(scores: Mapping[str, float], clip: bool = False) -> Dict[str, float]:
     """The ten normalised terms (100 = robust), keyed like the inputs; ``clip``: each to [0, 100]."""
-    missing = [key for key in ERS_INPUTS if key not in scores]
-    if missing:
-        raise ValueError(f"ERS needs scores for {', '.join(missing)} (run those attacks, e.g. with_ers=True)")
+    _require_every_input(scores, "ERS needs scores for {} (run those attacks, e.g. with_ers=True)")
     terms = _normalised(scores)
     if clip:
         return {key: min(100.0, max(0.0, float(value))) for key, value in terms.items()}
@@ -43,6 +41,13 @@ def ers_terms(scores: Mapping[str, float], clip: bool = False) -> Dict[str, floa
 def empirical_robustness_score(scores: Mapping[str, float], clip: bool = False) -> float:
     terms = ers_terms(scores, clip=clip)
     return sum(terms.values()) / len(terms)
+
+
+def _require_every_input(values: Mapping[str, object], message: str) -> None:
+    """Raise ``message`` (its ``{}`` the missing inputs) unless ``values`` has every ERS input."""
+    missing = [key for key in ERS_INPUTS if key not in values]
+    if missing:
+        raise ValueError(message.format(", ".join(missing)))
 
 
 def _normalised(s: Mapping[str, object]) -> Dict[str, object]:
@@ -57,9 +62,7 @@ def _normalised(s: Mapping[str, object]) -> Dict[str, object]:
 def ers_per_query(per_query: Mapping[str, Sequence[float]]) -> np.ndarray:
     """Each query's own ERS: the mean of its ten unclipped terms, from per-query inputs on one scale
     with the scores (percentiles and R@1 in %); their mean is the ERS of the scores' means."""
-    missing = [key for key in ERS_INPUTS if key not in per_query]
-    if missing:
-        raise ValueError(f"per-query ERS needs values for {', '.join(missing)}")
+    _require_every_input(per_query, "per-query ERS needs values for {}")
     arrays = {key: np.asarray(per_query[key], dtype=float) for key in ERS_INPUTS}
     lengths = {len(values) for values in arrays.values()}
     if len(lengths) != 1:
@@ -73,8 +76,7 @@ def ers_interval(per_query_ers: Sequence[float], level: float = ERS_LEVEL) -> Tu
     values = np.asarray(per_query_ers, dtype=float)
     if values.size == 0:
         raise ValueError("an ERS interval needs at least one query")
-    mean = float(values.mean())
     if values.size == 1:
-        return mean, mean
-    half = float(student_t.ppf(0.5 + level / 2, values.size - 1)) * float(values.std(ddof=1)) / math.sqrt(values.size)
-    return mean - half, mean + half
+        return float(values[0]), float(values[0])
+    low, high = mean_t_interval(values.tolist(), level)
+    return float(low), float(high)

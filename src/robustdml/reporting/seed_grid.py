@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-from scipy.stats import t as student_t
-
+from robustdml.evaluation.intervals import mean_t_interval
 from robustdml.reporting import plots
 from robustdml.reporting.blocks import Block, Bullets, Cell, Column, Figure, Heading, Paragraph, Table
 
@@ -57,10 +56,7 @@ class Spread:
         return statistics.stdev(self.values) if self.n > 1 else None
 
     def interval(self) -> Optional[Tuple[float, float]]:
-        if self.n < 2:
-            return None
-        half = student_t.ppf(0.5 + LEVEL / 2, self.n - 1) * self.std / math.sqrt(self.n)
-        return self.mean - half, self.mean + half
+        return mean_t_interval(self.values, LEVEL) if self.n > 1 else None
 
     def text(self, signed: bool = False) -> str:
         """In points, e.g. ``81.4 ± 1.2`` or (``signed``) ``+0.3 ± 1.1``."""
