@@ -28,9 +28,9 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.attacks.ensemble import EnsembleRunner, Run
-from robustdml.attacks.suite import attacked_queries
+from robustdml.robustness.evaluate import attacked_queries
 from robustdml.attacks.retrieval import AttackContext
-from robustdml.attacks.spec import AUTO_MEMBERS, AUTO_RESTARTS, AUTO_STEPS, AttackSpec
+from robustdml.robustness.spec import AUTO_MEMBERS, AUTO_RESTARTS, AUTO_STEPS, AttackSpec
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.evaluate import load_run
 from robustdml.evaluation import compute_embeddings

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from robustdml.attacks.spec import AttackSpec, ers_spec
-from robustdml.attacks.suite import evaluate_robustness
+from robustdml.robustness.spec import AttackSpec, ers_spec
+from robustdml.robustness.evaluate import evaluate_robustness
 from robustdml.engine.evaluate import load_run
 
 

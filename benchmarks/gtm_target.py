@@ -23,7 +23,7 @@ import torch
 
 from robustdml.attacks import build_engine
 from robustdml.attacks.retrieval import AttackContext, gtm_targets, rank_percentile, run_attack
-from robustdml.attacks.spec import ers_spec
+from robustdml.robustness.spec import ers_spec
 from robustdml.engine.evaluate import load_run
 from robustdml.evaluation import compute_embeddings
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustdml.attacks.spec import AUTO_STEPS, AttackSpec
-from robustdml.attacks.suite import evaluate_robustness
+from robustdml.robustness.spec import AUTO_STEPS, AttackSpec
+from robustdml.robustness.evaluate import evaluate_robustness
 from robustdml.data import build_dataset, limit_per_class
 
 

@@ -8,8 +8,8 @@ import torch
 
 from robustdml.attacks.ensemble import EnsembleRunner, Misranked, find_candidates
 from robustdml.attacks.retrieval import AttackContext
-from robustdml.attacks.spec import AUTO_MEMBERS, AttackSpec
-from robustdml.attacks.suite import UntrustworthyEvaluation, evaluate_robustness
+from robustdml.robustness.spec import AUTO_MEMBERS, AttackSpec
+from robustdml.robustness.evaluate import UntrustworthyEvaluation, evaluate_robustness
 from robustdml.evaluation import compute_embeddings, retrieval_metrics
 from robustdml.evaluation.intervals import binomial_interval
 

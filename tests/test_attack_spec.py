@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from robustdml.attacks.spec import AUTO_MEMBERS, ERS_ATTACKS, AttackSpec, ers_spec, is_published_ers
+from robustdml.robustness.spec import AUTO_MEMBERS, ERS_ATTACKS, AttackSpec, ers_spec, is_published_ers
 
 
 def test_the_default_is_the_auto_ensemble_with_its_checks():
@@ -96,7 +96,7 @@ def test_an_attack_context_refuses_an_unknown_gtm_target():
 
 
 def test_a_revised_attack_changes_the_key_of_every_spec_that_runs_it(monkeypatch):
-    from robustdml.attacks import spec as S
+    from robustdml.robustness import spec as S
 
     specs = {"qa-": AttackSpec(attacks=("qa-",)), "ers": AttackSpec(ers=ers_spec(28)),
              "nn": AttackSpec(attacks=("nn",)), "auto": AttackSpec()}

@@ -10,8 +10,8 @@ from torch import nn
 
 from robustdml.attacks import build_engine
 from robustdml.attacks.retrieval import AttackContext, run_attack
-from robustdml.attacks.spec import AttackSpec
-from robustdml.attacks.suite import UntrustworthyEvaluation, evaluate_robustness
+from robustdml.robustness.spec import AttackSpec
+from robustdml.robustness.evaluate import UntrustworthyEvaluation, evaluate_robustness
 from robustdml.cli import main
 from robustdml.evaluation import compute_embeddings
 
@@ -196,7 +196,7 @@ def test_apgd_reaches_a_higher_embedding_shift_than_pgd_at_equal_steps(natural_f
 def test_ers_comes_with_its_interval_over_the_queries(natural_fmnist):
     """ERS is a mean over the attacked queries like robust R@1: the report gives each query's ERS,
     the 95% interval of their mean, and the interval in the markdown and the JSON."""
-    from robustdml.attacks.spec import ers_spec
+    from robustdml.robustness.spec import ers_spec
 
     model, test = natural_fmnist
     report = evaluate_robustness(model, test, _spec(attacks=(), ers=ers_spec(28, steps=2), max_queries=10),

@@ -158,7 +158,7 @@ def test_ctrl_c_in_train_names_the_real_run_directory(tmp_path, capsys, monkeypa
 
 def test_ctrl_c_in_attack_does_not_suggest_a_resume_it_lacks(run_copy, capsys, monkeypatch):
     """What we found: Ctrl-C in `attack` suggested a `--resume` that `attack` lacks."""
-    from robustdml.attacks import suite
+    from robustdml.robustness import evaluate as suite
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -106,8 +106,8 @@ def test_model_returning_a_tuple_is_rejected():
 def test_images_outside_the_unit_range_are_refused_with_the_fix(scale, shift, fix):
     """What we found: `evaluate_robustness` on float images in 0..255 ran, clamped them to [0,1] and reported a
     huge "attack" effect."""
-    from robustdml.attacks.spec import AttackSpec
-    from robustdml.attacks.suite import evaluate_robustness
+    from robustdml.robustness.spec import AttackSpec
+    from robustdml.robustness.evaluate import evaluate_robustness
     from robustdml.data import TensorRetrievalDataset
 
     data = TensorRetrievalDataset(torch.rand(40, 1, 6, 6) * scale + shift, np.arange(40) % 4, name="raw")

@@ -5,14 +5,15 @@ import pytest
 from scipy.stats import t as student_t
 
 from conftest import needs_fashion_mnist
-from robustdml.attacks.spec import AttackSpec
+from robustdml.robustness.spec import AttackSpec
 from robustdml.defenses import build_defense
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.setup import build_splits
 from robustdml.reporting.blocks import Bullets, Figure, Table
 from robustdml.reporting.report import render_report
 from robustdml.reporting.seed_grid import GridPosition, Spread, grid_section, paired_differences
-from robustdml.reporting.suites import MDPROP_OURS, AttackProtocol, build_suite
+from robustdml.reporting.suites import MDPROP_OURS, build_suite
+from robustdml.robustness.spec import AttackProtocol
 from test_reporting import _png, check_structure, fake_run, markdown_tables
 
 METHODS = ("natural", "mdprop", "mdprop-ours", "advprop-d")

@@ -6,7 +6,7 @@ import pytest
 
 import re
 
-from robustdml.attacks.spec import AttackSpec
+from robustdml.robustness.spec import AttackSpec
 from robustdml.cli import main
 from robustdml.engine.config import TrainConfig
 from robustdml.evaluation.ers import ERS_INPUTS
@@ -16,7 +16,8 @@ from robustdml.reporting.blocks import Heading, Paragraph, Table, Column, Cell
 from robustdml.reporting.report import Estimate, RunSummary, render_report
 from robustdml.reporting.suites import CPU_QUERIES
 from robustdml.reporting.runner import run_suite
-from robustdml.reporting.suites import SUITES, AttackProtocol, build_suite, select_runs
+from robustdml.reporting.suites import SUITES, build_suite, select_runs
+from robustdml.robustness.spec import AttackProtocol
 
 
 def _png(path):
@@ -263,7 +264,7 @@ def test_report_from_numbers_explains_itself_and_bolds_the_best(tmp_path):
 
 # ----------------------------------------------------------------------------- robrank-fashion
 def test_robrank_fashion_builds_the_published_and_equal_cost_runs_with_the_reference_recipe():
-    from robustdml.attacks.spec import ers_spec
+    from robustdml.robustness.spec import ers_spec
 
     cpu, full = build_suite("robrank-fashion"), build_suite("robrank-fashion", full=True)
     names = ["natural", "est", "act", "est-eta8", "act-eta8", "hm-eta8", "hm-lga-ics-eta8"]

@@ -5,9 +5,9 @@ import shutil
 
 import torch
 
-from robustdml.attacks.spec import AttackSpec
-from robustdml.reporting.robustness_cache import robustness_key
-from robustdml.reporting.suites import AttackProtocol
+from robustdml.robustness.spec import AttackSpec
+from robustdml.robustness.store import robustness_key
+from robustdml.robustness.spec import AttackProtocol
 
 
 def test_every_input_of_a_result_changes_its_key(natural_fmnist_run, tmp_path):

@@ -171,8 +171,8 @@ def _float_list(text: str) -> List[float]:
 
 
 def _add_spec_flags(parser, max_queries: int) -> None:
-    """The flags of an attack specification (robustdml.attacks.spec.AttackSpec), shared by attack and report."""
-    from robustdml.attacks import spec as S
+    """The flags of an attack specification (robustdml.robustness.spec.AttackSpec), shared by attack and report."""
+    from robustdml.robustness import spec as S
 
     parser.add_argument("--attacks", default=S.AUTO,
                         help=f"comma-separated (default {S.AUTO}: the ensemble {', '.join(S.AUTO_MEMBERS)} with early "
@@ -215,7 +215,7 @@ def _add_spec_flags(parser, max_queries: int) -> None:
 
 
 def _spec_from_args(args, image_size: int):
-    from robustdml.attacks.spec import AttackSpec, ers_spec
+    from robustdml.robustness.spec import AttackSpec, ers_spec
 
     ers = ers_spec(image_size, steps=args.ers_steps, eps=args.ers_eps, gtm_target=args.gtm_target) if args.ers else None
     return AttackSpec(attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), eps=tuple(args.eps),
@@ -253,8 +253,8 @@ def _add_attack_parser(sub) -> None:
 def _cmd_attack(args) -> int:
     import shutil
 
-    from robustdml.reporting.robustness_cache import robustness_folder, robustness_for
-    from robustdml.reporting.suites import AttackProtocol
+    from robustdml.robustness.store import robustness_folder, robustness_for
+    from robustdml.robustness.spec import AttackProtocol
 
     spec = _spec_from_args(args, _input_size(args.run_dir))
     protocol = AttackProtocol(spec=spec, seeds=(args.seed,))
@@ -318,7 +318,7 @@ def _add_report_parser(sub) -> None:
 
 def _cmd_report(args) -> int:
     from robustdml.reporting.report import build_report
-    from robustdml.reporting.suites import AttackProtocol
+    from robustdml.robustness.spec import AttackProtocol
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")

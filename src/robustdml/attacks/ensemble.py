@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -33,9 +33,11 @@ import torch
 from robustdml.attacks import objectives as O
 from robustdml.attacks.engines import AttackEngine, build_engine, random_init
 from robustdml.attacks.retrieval import load_images
-from robustdml.attacks.spec import AttackSpec
 from robustdml.evaluation import retrieval_metrics
 from robustdml.models.mode import eval_mode
+
+if TYPE_CHECKING:
+    from robustdml.robustness.spec import AttackSpec
 
 
 def ranking_scores(embeddings: torch.Tensor, gallery: torch.Tensor, gallery_norms: torch.Tensor) -> torch.Tensor:
@@ -125,7 +127,7 @@ class Run:
         return O.ranking_margin(gallery[candidates.positives], gallery[negatives])
 
 
-def member_runs(spec: AttackSpec, members: Tuple[str, ...], classes: int, first_restart: int = 0) -> List[Run]:
+def member_runs(spec: "AttackSpec", members: Tuple[str, ...], classes: int, first_restart: int = 0) -> List[Run]:
     """The runs of ``members`` in order: restarts of each member, each target class of ``targeted``.
 
     ``first_restart`` numbers the restarts from there, so they draw fresh random starts (the
@@ -201,7 +203,7 @@ class EnsembleRunner:
                  for image, query in zip(images.cpu(), queries)]
         return images + torch.cat(noise).to(images.device)
 
-    def run(self, queries: np.ndarray, spec: AttackSpec, eps: float, members: Tuple[str, ...],
+    def run(self, queries: np.ndarray, spec: "AttackSpec", eps: float, members: Tuple[str, ...],
             alive: Optional[np.ndarray] = None, keep_images: bool = False,
             runs: Optional[List[Run]] = None) -> EnsembleOutcome:
         """Attack ``queries`` at ``eps`` with the runs of ``members`` under ``spec``.
@@ -242,7 +244,7 @@ class EnsembleRunner:
         return EnsembleOutcome(correct=correct, broken_by=broken_by, passes=passes, ap=ap,
                                runs=[run.name for run in runs], images=images)
 
-    def _attack_batch(self, batch: np.ndarray, engine: AttackEngine, run: Run, spec: AttackSpec):
+    def _attack_batch(self, batch: np.ndarray, engine: AttackEngine, run: Run, spec: "AttackSpec"):
         ctx = self.ctx
         own = torch.as_tensor(batch, device=ctx.device)
         codes = self.codes[own]

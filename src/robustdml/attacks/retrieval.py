@@ -60,7 +60,6 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.attacks.engines import AttackEngine
-from robustdml.attacks.spec import check_gtm_target
 from robustdml.evaluation import knn, retrieval_metrics
 from robustdml.evaluation.ers import ERS_INPUTS
 from robustdml.models.mode import eval_mode
@@ -70,6 +69,16 @@ RETRIEVAL_ATTACKS: Registry = Registry("attack")
 GTT_K = 4
 TOP_FRACTION = 0.01      # QA- / CA- draw their candidates from the query's top 1%
 STATIONARY_JITTER = 1e-7
+# GTM's target: "nearest", the nearest gallery item of another class (what the attack means to do; default),
+# or "reference", the item RobRank's selector actually picks (a position in a masked list read as a gallery
+# index: an effectively random item), to compare with published ERS tables.
+GTM_TARGETS = ("nearest", "reference")
+
+
+def check_gtm_target(value) -> None:
+    """Reject a GTM target other than those of ``GTM_TARGETS``, naming the valid ones."""
+    if value not in GTM_TARGETS:
+        raise ValueError(f"gtm_target must be one of {', '.join(GTM_TARGETS)}, got {value!r}")
 
 
 def jittered(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -8,7 +8,7 @@ as R@1 after the attack (%) and GTT as retain@4 (%), as the reference computes i
 tools/pjswipe.py ``ersnormalize``): no term is clipped, so a term can leave [0, 100] (e.g. 2*CA+
 above 100 when the candidate ends below its random rank, 100*(1-TMA) above 100 for a negative
 cosine). ``clip=True`` clips each term to [0, 100] (our earlier reading).
-The attack profile that produces the scores is :func:`robustdml.attacks.spec.ers_spec`.
+The attack profile that produces the scores is :func:`robustdml.robustness.spec.ers_spec`.
 
 Interval: every input is a mean over the attacked queries (a rank percentile, a cosine, a shift, or
 100 x a 0/1 outcome per query) and every term is affine in its input, so ERS is exactly the mean over

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from robustdml.attacks.suite import NEAR_ZERO_R1
+from robustdml.robustness.evaluate import NEAR_ZERO_R1
 from robustdml.reporting.blocks import Box, Bullets, Heading, Paragraph
 from robustdml.reporting.report import RunSummary, counts_text, seeds_text
-from robustdml.reporting.suites import AttackProtocol
+from robustdml.robustness.spec import AttackProtocol
 
 
 def robust_finding(runs: List[RunSummary], eps: float) -> Optional[str]:

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 import yaml
 
-from robustdml.attacks.suite import escalations_text
+from robustdml.robustness.evaluate import escalations_text
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.reporting import plots
 from robustdml.reporting.blocks import (Block, Bullets, Cell, Code, Column, Details, Figure, Grid, Heading, Legend,
                                         Paragraph, Table, link, to_html, to_markdown)
-from robustdml.reporting.robustness_cache import robustness_folder, robustness_for
-from robustdml.reporting.suites import AttackProtocol
+from robustdml.robustness.store import robustness_folder, robustness_for
+from robustdml.robustness.spec import AttackProtocol
 
 Sections = Callable[[List["RunSummary"], Path], List[Block]]
 # Fewer epochs than this: the per-epoch validation R@1 goes into a table instead of a plot.
@@ -396,7 +396,7 @@ def _attacked(loaded, protocol: AttackProtocol, chosen: np.ndarray):
     embeddings) of the ``chosen`` queries under the protocol's ensemble at its largest eps."""
     from robustdml.attacks.ensemble import EnsembleRunner
     from robustdml.attacks.retrieval import AttackContext
-    from robustdml.attacks.spec import AUTO_MEMBERS, ENSEMBLE_ATTACKS
+    from robustdml.robustness.spec import AUTO_MEMBERS, ENSEMBLE_ATTACKS
     from robustdml.evaluation import compute_embeddings
 
     dataset = loaded.splits.test

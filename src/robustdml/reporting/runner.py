@@ -1,7 +1,7 @@
 """Run a benchmark suite into one report directory, resumably.
 
 Layout: ``OUTPUT/suite.yaml`` (what was asked), ``OUTPUT/runs/<run>/`` (ordinary run directories,
-each with ``robustness/<key>/``, see :mod:`robustdml.reporting.robustness_cache`),
+each with ``robustness/<key>/``, see :mod:`robustdml.robustness.store`),
 ``OUTPUT/report.md|html`` and ``OUTPUT/figures/``. A killed benchmark resumes: finished runs are
 skipped, an interrupted run continues from its last checkpoint, and robustness results already
 computed with the same attack spec, checkpoint, batch norm and seed are reused.
@@ -20,7 +20,7 @@ from robustdml.engine.config import TrainConfig
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.engine.trainer import train
 from robustdml.reporting.report import build_report
-from robustdml.reporting.robustness_cache import robustness_for
+from robustdml.robustness.store import robustness_for
 from robustdml.reporting.suites import Suite
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from robustdml.attacks.spec import AttackSpec, ers_spec
+from robustdml.robustness.spec import AttackProtocol, AttackSpec, ers_spec
 from robustdml.registry import Registry
 
 if TYPE_CHECKING:  # the report imports this module; the types are only for readers
@@ -26,28 +26,6 @@ class RunSpec:
     name: str
     label: str
     config: Dict[str, Any]
-
-
-@dataclass
-class AttackProtocol:
-    """How a suite measures robustness: one attack specification, run once per attack seed.
-
-    The spec's ``worst case`` over its attacks is the headline robust R@1 of every report.
-    """
-
-    spec: AttackSpec = field(default_factory=AttackSpec)
-    seeds: Tuple[int, ...] = (0,)
-
-    @property
-    def eps_list(self) -> Tuple[float, ...]:
-        return self.spec.eps
-
-    @property
-    def with_ers(self) -> bool:
-        return self.spec.ers is not None
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"spec": self.spec.to_dict(), "spec_key": self.spec.key(), "seeds": list(self.seeds)}
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``RUN/robustness/<key>/`` holds ``robustness.json`` (the cache itself), ``robustness.md``,
 ``robustness.csv`` and a plot; the key names the checkpoint, a digest of its weights, the batch
-norm, the attack seed and the hash of the whole :class:`~robustdml.attacks.spec.AttackSpec`, so
+norm, the attack seed and the hash of the whole :class:`~robustdml.robustness.spec.AttackSpec`, so
 changing any of them (eps, attacks, steps, ERS profile, retraining the run, ``--bn``) never
 reuses an old result.
 """
@@ -17,7 +17,7 @@ from typing import Dict
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.evaluate import checkpoint_to_load, load_run
 from robustdml.engine.run_dir import RunDirectory, lock_run_dir
-from robustdml.reporting.suites import AttackProtocol
+from robustdml.robustness.spec import AttackProtocol
 
 
 def checkpoint_file(run_path: Path, checkpoint: str = "best") -> Path:
@@ -53,7 +53,7 @@ def robustness_for(run_path: Path, protocol: AttackProtocol, seed: int, device: 
     """The run's robustness under ``protocol`` with attack seed ``seed``, computed once and cached.
 
     The run directory is locked while the result is computed (one process at a time)."""
-    from robustdml.attacks.suite import evaluate_robustness
+    from robustdml.robustness.evaluate import evaluate_robustness
 
     folder = robustness_folder(run_path, protocol, seed, checkpoint, bn)
     cache = folder / "robustness.json"

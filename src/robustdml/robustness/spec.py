@@ -20,6 +20,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
+from robustdml.attacks.retrieval import GTM_TARGETS, check_gtm_target  # noqa: F401
+
 DEFAULT_EPS = (0.01, 0.05, 0.1)
 AUTO = "auto"
 # The members of ``auto``, in the order they run (each one only attacks the queries the previous
@@ -41,10 +43,6 @@ PROBE_QUERIES = 100
 AUTO_ESCALATIONS = 2
 
 ERS_ATTACKS = ("ca+", "ca-", "qa+", "qa-", "tma", "es", "ltm", "gtm", "gtt")
-# GTM's target: "nearest", the nearest gallery item of another class (what the attack means to do; default),
-# or "reference", the item RobRank's selector actually picks (a position in a masked list read as a gallery
-# index: an effectively random item), to compare with published ERS tables.
-GTM_TARGETS = ("nearest", "reference")
 # Attacks whose implementation changed after results were cached, with the revision now in use: the
 # key of a spec that runs one of them (itself or in its ERS profile) names it, so older results are
 # never reused. Revision 2: QA+/QA-/CA+/CA-/GTT descend RobRank's ranking losses and LTM its
@@ -53,12 +51,6 @@ ATTACK_REVISIONS = {"qa+": 2, "qa-": 2, "ca+": 2, "ca-": 2, "ltm": 2, "gtt": 2}
 # What an ERS result holds; the key of a spec with an ERS profile names it, so a cached result
 # without it is not reused. Revision 2: the 95% interval over the queries and each query's ERS.
 ERS_RESULT_REVISION = 2
-
-
-def check_gtm_target(value) -> None:
-    """Reject a GTM target other than those of ``GTM_TARGETS``, naming the valid ones."""
-    if value not in GTM_TARGETS:
-        raise ValueError(f"gtm_target must be one of {', '.join(GTM_TARGETS)}, got {value!r}")
 
 
 def _is_int(value) -> bool:
@@ -262,3 +254,21 @@ def is_published_ers(spec: AttackSpec, image_size: int) -> bool:
     """Whether ``spec`` is the published ERS profile for this input size (with either GTM target:
     the target is a reading of the published attack, named in the spec's description)."""
     return dataclasses.replace(spec, gtm_target="nearest") == ers_spec(image_size)
+
+
+@dataclass
+class AttackProtocol:
+    """How a suite measures robustness: one attack specification, run once per attack seed.
+
+    The spec's ``worst case`` over its attacks is the headline robust R@1 of every report.
+    """
+
+    spec: AttackSpec = dataclasses.field(default_factory=AttackSpec)
+    seeds: Tuple[int, ...] = (0,)
+
+    @property
+    def eps_list(self) -> Tuple[float, ...]:
+        return self.spec.eps
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "spec_key": self.spec.key(), "seeds": list(self.seeds)}

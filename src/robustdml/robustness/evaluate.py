@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from robustdml.attacks.engines import build_engine
 from robustdml.attacks.ensemble import EnsembleRunner, member_runs
 from robustdml.attacks.retrieval import AttackContext, run_attack
-from robustdml.attacks.spec import AUTO, AUTO_MEMBERS, ENSEMBLE_ATTACKS, AttackSpec, is_published_ers
+from robustdml.robustness.spec import AUTO, AUTO_MEMBERS, ENSEMBLE_ATTACKS, AttackSpec, is_published_ers
 from robustdml.evaluation import compute_embeddings, retrieval_metrics
 from robustdml.evaluation.ers import (ERS_INPUTS, ERS_LEVEL, empirical_robustness_score, ers_interval, ers_per_query,
                                       ers_terms)
@@ -273,7 +273,7 @@ def evaluate_robustness(model: torch.nn.Module, dataset, spec: Optional[AttackSp
     """
     spec = AttackSpec() if spec is None else spec
     if not isinstance(spec, AttackSpec):
-        raise TypeError(f"spec must be an AttackSpec (robustdml.attacks.spec), got {type(spec).__name__}")
+        raise TypeError(f"spec must be an AttackSpec (robustdml.robustness.spec), got {type(spec).__name__}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device)
