@@ -18,7 +18,6 @@ a list-wise cross-entropy over positives vs negatives, and fixed-step PGD on the
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -27,10 +26,12 @@ import numpy as np
 import torch
 
 from robustdml.attacks import objectives as O
-from robustdml.attacks.ensemble import EnsembleRunner, Run
-from robustdml.robustness.evaluate import attacked_queries
-from robustdml.attacks.retrieval import AttackContext
-from robustdml.robustness.spec import AUTO_MEMBERS, AUTO_RESTARTS, AUTO_STEPS, AttackSpec
+from robustdml.attacks.context import AttackContext
+from robustdml.attacks.ensemble import EnsembleRunner
+from robustdml.attacks.members import AUTO, MARGIN_CANDIDATES, Member, Run
+from robustdml.attacks.settings import EngineSettings, EnsembleSettings
+from robustdml.robustness.spec import AUTO_RESTARTS, AUTO_STEPS
+from robustdml.robustness.state import attacked_queries
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.evaluate import load_run
 from robustdml.evaluation import compute_embeddings
@@ -55,19 +56,22 @@ def _listwise(embeddings, positives, negatives):
     return -(torch.logsumexp(scores[:, :positives.shape[1]], dim=1) - torch.logsumexp(scores, dim=1))
 
 
-@dataclasses.dataclass(frozen=True)
-class IndependentRun(Run):
-    """A run with an objective the ensemble does not have."""
+class IndependentMember(Member):
+    """A member with an objective the ensemble does not have (not registered: only this benchmark runs it)."""
 
-    kind: str = "soft-margin"
+    candidates = MARGIN_CANDIDATES
 
-    @property
-    def name(self) -> str:
-        return f"{self.kind}#{self.restart + 1}"
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.name = kind
 
-    def objective(self, gallery, candidates):
+    def objective(self, run: Run, gallery, candidates):
         function = {"soft-margin": _soft_margin, "listwise": _listwise, "margin": O._margin}[self.kind]
         return O.Objective(function, gallery[candidates.positives], gallery[candidates.negatives])
+
+
+AUTO_MEMBERS = tuple(cls() for cls in AUTO)
 
 
 def _models(arguments) -> Dict[str, Path]:
@@ -90,7 +94,7 @@ def _runner(path: Path, seed: int) -> Tuple[EnsembleRunner, np.ndarray, int]:
     loaded = load_run(path, device="cpu")
     gallery, labels = compute_embeddings(loaded.model, loaded.splits.test, progress=False)
     ctx = AttackContext(model=loaded.model, dataset=loaded.splits.test, gallery=gallery, labels=labels.numpy(),
-                        engine=None, device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed))
+                        engine=EngineSettings().build(0.0), device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed))
     return EnsembleRunner(ctx, seed=seed), labels.numpy(), len(labels)
 
 
@@ -122,12 +126,13 @@ def main(argv=None) -> None:
         queries = attacked_queries(size, arguments.queries, arguments.seed)
         clean = runner.clean_correct(queries)
         print(f"\n## {label} ({path}): clean R@1 {100 * clean.mean():.1f} on {len(queries)} queries\n", flush=True)
-        print("| eps | steps x restarts | " + " | ".join(AUTO_MEMBERS) + " | ensemble | passes/query | seconds |")
+        print("| eps | steps x restarts | " + " | ".join(m.name for m in AUTO_MEMBERS)
+              + " | ensemble | passes/query | seconds |")
         print("| --- | --- | " + " | ".join("---" for _ in AUTO_MEMBERS) + " | --- | --- | --- |")
         for eps in eps_list:
             curve = {}
             for steps, restarts in points:
-                spec = AttackSpec(steps=steps, restarts=restarts)
+                spec = EnsembleSettings(EngineSettings("apgd", steps), restarts=restarts)
                 started = time.perf_counter()
                 outcome = runner.run(queries, spec, eps, AUTO_MEMBERS)
                 seconds = time.perf_counter() - started
@@ -147,10 +152,10 @@ def main(argv=None) -> None:
                 found = curve[default].correct.copy()
                 for kind in ("soft-margin", "listwise", "margin-pgd"):
                     engine = "pgd" if kind == "margin-pgd" else "apgd"
-                    spec = AttackSpec(engine=engine, steps=2 * default[0], restarts=2,
-                                      step_size=eps / 4 if engine == "pgd" else None)
-                    runs = [IndependentRun("independent", r, kind=kind.replace("-pgd", "")) for r in range(2)]
-                    outcome = runner.run(queries, spec, eps, (), alive=found.copy(), runs=runs)
+                    spec = EnsembleSettings(EngineSettings(engine, 2 * default[0],
+                                                           eps / 4 if engine == "pgd" else None), restarts=2)
+                    member = IndependentMember(kind.replace("-pgd", ""))
+                    outcome = runner.run(queries, spec, eps, (member,), alive=found.copy())
                     extra = int(found.sum() - outcome.correct.sum())
                     found &= outcome.correct
                     print(f"|   independent {kind} (on the default's survivors) | {eps:g} | "

@@ -40,11 +40,11 @@ def main(argv=None) -> None:
             started = time.perf_counter()
             report = evaluate_robustness(loaded.model, loaded.splits.test, spec, progress=False)
             seconds = time.perf_counter() - started
-            queries = report.settings["queries"]
-            passes = sum(entry["passes_per_query"] for entry in report.worst_case.values())
-            passes += sum(check["passes_per_query"] * check["probe"] / queries for check in report.convergence.values())
+            queries = report.settings.queries
+            passes = report.passes_per_query
+            passes += sum(check.passes_per_query * check.probe / queries for check in report.convergence.values())
             if report.ers:
-                passes += sum(row["passes_per_query"] for row in report.ers["rows"])
+                passes += sum(row.passes_per_query for row in report.ers.rows)
             print(f"| {path} | {name} | {passes:.0f} | {seconds:.0f} | {1000 * seconds / queries:.0f} |", flush=True)
 
 

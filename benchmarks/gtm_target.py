@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from robustdml.attacks import build_engine
-from robustdml.attacks.retrieval import AttackContext, gtm_targets, rank_percentile, run_attack
+from robustdml.attacks.context import AttackContext
+from robustdml.attacks.retrieval import gtm_targets, rank_percentile, run_attack
 from robustdml.robustness.spec import ers_spec
 from robustdml.engine.evaluate import load_run
 from robustdml.evaluation import compute_embeddings
@@ -34,15 +35,16 @@ def compare(run_dir: str, queries: int, seed: int, device: str) -> None:
     gallery, labels = compute_embeddings(model, dataset, device=loaded.device, progress=False)
     labels = labels.numpy()
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).numpy()
-    chosen = np.sort(order[:queries])  # the default evaluation's queries (attacks/suite.py)
+    chosen = np.sort(order[:queries])  # the default evaluation's queries (robustness/state.py)
     spec = ers_spec(dataset.image_shape[-1])
     engine = build_engine(spec.engine, eps=spec.eps[0], steps=spec.steps, step_size=spec.step_size, norm=spec.norm,
                           random_start=spec.random_start)
     ctx = {target: AttackContext(model=model, dataset=dataset, gallery=gallery, labels=labels, engine=engine,
-                                 device=loaded.device, generator=torch.Generator().manual_seed(seed),
-                                 gtm_target=target) for target in ("nearest", "reference")}
-    ours = run_attack("gtm", ctx["nearest"], chosen)["GTM"]
-    theirs = run_attack("gtm", ctx["reference"], chosen)["GTM"]  # robustdml attack --gtm-target reference
+                                 device=loaded.device, generator=torch.Generator().manual_seed(seed))
+           for target in ("nearest", "reference")}
+    ours = run_attack("gtm", ctx["nearest"], chosen, {"target": "nearest"})["GTM"]
+    # robustdml attack --gtm-target reference
+    theirs = run_attack("gtm", ctx["reference"], chosen, {"target": "reference"})["GTM"]
     distances = ctx["nearest"].distances(gallery[chosen])
     targets = gtm_targets(distances, labels, chosen, "reference")
     nearest_other = gtm_targets(distances, labels, chosen, "nearest")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustdml.robustness.spec import AUTO_STEPS, AttackSpec
+from robustdml.robustness import render
 from robustdml.robustness.evaluate import evaluate_robustness
 from robustdml.data import build_dataset, limit_per_class
 
@@ -60,7 +61,7 @@ def main(argv=None):
     # The default evaluation: the auto ensemble at eps 0.01, 0.05, 0.1 with its convergence check.
     spec = AttackSpec(max_queries=args.queries, steps=args.steps)
     report = evaluate_robustness(model, test, spec, progress=False)
-    print(report.to_markdown())
+    print(render.to_markdown(report))
     return report
 
 

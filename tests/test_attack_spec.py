@@ -1,39 +1,58 @@
-"""AttackSpec: one object describes an evaluation; invalid settings fail before any work; its key
-changes with every field, so a cached result is never reused for another attack."""
+"""AttackSpec: one object describes an evaluation; invalid settings fail before any work; its key changes with
+everything that decides the result (a field, a member, an option, a revision) and with nothing else."""
 
 import dataclasses
 
 import pytest
 
-from robustdml.robustness.spec import AUTO_MEMBERS, ERS_ATTACKS, AttackSpec, ers_spec, is_published_ers
+from robustdml.attacks import members as M
+from robustdml.robustness.spec import ERS_ATTACKS, AttackSpec, ers_spec, is_published_ers
+
+
+def contributing_examples():
+    """examples/contributing.py, the worked examples of CONTRIBUTING.md."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "contributing.py"
+    spec = importlib.util.spec_from_file_location("contributing_examples", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_the_default_is_the_auto_ensemble_with_its_checks():
     spec = AttackSpec()
-    assert spec.attacks == ("auto",) and spec.members == AUTO_MEMBERS
+    assert spec.attacks == ("auto",) and [m.name for m in spec.members] == ["margin", "targeted", "nn"]
     assert spec.early_stop and spec.probe_queries > 0 and spec.sanity_checks and spec.random_start
-    assert "auto" in spec.describe() and "early stop" in spec.describe()
+    assert "auto" in spec.describe() and "early stop" in spec.describe() and "3 target classes" in spec.describe()
 
 
-@pytest.mark.parametrize("field,value,fragment", [
-    ("attacks", ("bogus",), "unknown attack 'bogus'.*valid: auto, margin"), ("attacks", (), "attacks is empty"),
-    ("attacks", ("nn", "nn"), "twice"), ("eps", (-0.1,), "eps"), ("eps", (float("nan"),), "eps"),
-    ("engine", "bim", "engine 'bim'"), ("norm", "l1", "norm"), ("steps", 0, "steps"), ("restarts", 0, "restarts"),
-    ("targets", 0, "targets"), ("gtt_k", 0, "gtt_k"), ("max_queries", 0, "max_queries"),
-    ("probe_queries", -1, "probe_queries"), ("escalations", -1, "escalations"), ("escalations", 1.5, "escalations"),
-    ("step_size", -1.0, "step_size"), ("early_stop", "yes", "early_stop"),
-    ("steps", True, "steps"), ("gtm_target", "random", "gtm_target must be one of nearest, reference")])
-def test_invalid_settings_name_the_field(field, value, fragment):
+@pytest.mark.parametrize("values,fragment", [
+    ({"attacks": ("bogus",)}, "unknown attack 'bogus'.*valid: auto, margin"), ({"attacks": ()}, "attacks is empty"),
+    ({"attacks": ("nn", "nn")}, "twice"), ({"eps": (-0.1,)}, "eps"), ({"eps": (float("nan"),)}, "eps"),
+    ({"engine": "bim"}, "engine must be one of .*got 'bim'"), ({"norm": "l1"}, "norm"), ({"steps": 0}, "steps"),
+    ({"restarts": 0}, "restarts"), ({"max_queries": 0}, "max_queries"), ({"probe_queries": -1}, "probe_queries"),
+    ({"escalations": -1}, "escalations"), ({"escalations": 1.5}, "escalations"), ({"step_size": -1.0}, "step_size"),
+    ({"early_stop": "yes"}, "early_stop"), ({"steps": True}, "steps"),
+    ({"options": {"targeted": {"targets": 0}}}, "targeted: option targets must be an integer >= 1"),
+    ({"attacks": ("gtt",), "options": {"gtt": {"k": 0}}}, "gtt: option k"),
+    ({"attacks": ("gtm",), "options": {"gtm": {"target": "random"}}}, "target must be one of nearest, reference"),
+    ({"options": {"targeted": {"targetz": 2}}}, "targeted has no option.*targetz.*its options: candidates"),
+    ({"options": {"gtt": {"k": 3}}}, "options given for gtt, which this spec does not run")])
+def test_invalid_settings_name_the_field(values, fragment):
     with pytest.raises(ValueError, match=fragment):
-        AttackSpec(**{field: value})
+        AttackSpec(**values)
 
 
 def test_the_key_changes_with_every_field_and_round_trips():
     base = AttackSpec()
-    changes = {"attacks": ("nn",), "eps": (0.01,), "engine": "pgd", "steps": 7, "step_size": 0.01, "norm": "l2",
-               "random_start": False, "restarts": 2, "targets": 2, "candidates": 3, "early_stop": False,
-               "qa_candidates": 2, "ca_queries": 2, "gtt_k": 3, "max_queries": 10, "probe_queries": 5, "escalations": 1,
-               "sanity_checks": False, "ers": ers_spec(28), "gtm_target": "reference"}
+    changes = {"attacks": ("auto", "es"), "eps": (0.01,), "engine": "pgd", "steps": 7, "step_size": 0.01, "norm": "l2",
+               "random_start": False, "restarts": 2, "early_stop": False, "max_queries": 10, "probe_queries": 5,
+               "escalations": 1, "sanity_checks": False, "ers": ers_spec(28),
+               "options": {"targeted": {"targets": 2, "candidates": 3}}}
     assert set(changes) == {f.name for f in dataclasses.fields(AttackSpec)}, "a field is missing from this test"
     keys = {base.key()}
     for field, value in changes.items():
@@ -44,6 +63,61 @@ def test_the_key_changes_with_every_field_and_round_trips():
     assert AttackSpec.from_dict(full.to_dict()).key() == full.key()
     with pytest.raises(ValueError, match="unknown attack-spec field.*stepz"):
         AttackSpec.from_dict({"stepz": 3})
+
+
+def test_every_option_of_every_unit_run_changes_the_key_and_a_default_option_does_not():
+    spec = AttackSpec(attacks=("auto", "gtt", "gtm", "qa+", "ca-"))
+    options = {"margin": {"candidates": 8}, "targeted": {"targets": 2}, "gtt": {"k": 3},
+               "gtm": {"target": "reference"}, "qa+": {"candidates": 2}, "ca-": {"queries": 2}}
+    keys = {spec.key()} | {dataclasses.replace(spec, options={u: v}).key() for u, v in options.items()}
+    assert len(keys) == len(options) + 1
+    assert dataclasses.replace(spec, options={"gtt": {"k": 4}}).key() == spec.key()  # 4 is GTT's default
+
+
+def test_the_key_does_not_depend_on_batch_size_or_progress(natural_fmnist):
+    """Batch size and progress are arguments of the evaluation, not of the spec: the same spec (and key)
+    gives the same robust R@1 with either."""
+    from robustdml.robustness.evaluate import evaluate_robustness
+
+    model, test = natural_fmnist
+    spec = AttackSpec(attacks=("nn",), eps=(0.05,), steps=3, max_queries=30, probe_queries=0, sanity_checks=False)
+    small = evaluate_robustness(model, test, spec, batch_size=7, progress=False)
+    large = evaluate_robustness(model, test, spec, batch_size=256, progress=True)
+    assert small.settings.spec_key == large.settings.spec_key == spec.key()
+    assert small.worst_case[0.05].correct == large.worst_case[0.05].correct
+
+
+def test_a_new_member_of_auto_changes_the_key_of_auto_and_only_of_the_specs_that_run_it(monkeypatch):
+    """The worked example of CONTRIBUTING.md: a member is one class registered in MEMBERS; joining ``auto``
+    is one entry in AUTO, and every stored ``auto`` result is then computed again (its key changes)."""
+    PushFromSecondNearest = contributing_examples().PushFromSecondNearest
+
+    auto, nn = AttackSpec(), AttackSpec(attacks=("nn",))
+    before = auto.key(), nn.key()
+    M.MEMBERS.add(PushFromSecondNearest.name, PushFromSecondNearest)
+    try:
+        monkeypatch.setattr(M, "AUTO", M.AUTO + (PushFromSecondNearest,))
+        assert "second" in [m.name for m in AttackSpec().members]
+        assert AttackSpec().key() != before[0] and AttackSpec(attacks=("nn",)).key() == before[1]
+    finally:
+        M.MEMBERS.remove(PushFromSecondNearest.name)
+
+
+def test_a_revised_attack_changes_the_key_of_every_spec_that_runs_it(monkeypatch):
+    from robustdml.attacks.retrieval import RETRIEVAL_ATTACKS
+    from robustdml.robustness import spec as S
+
+    specs = {"qa-": AttackSpec(attacks=("qa-",)), "ers": AttackSpec(ers=ers_spec(28)),
+             "nn": AttackSpec(attacks=("nn",)), "auto": AttackSpec()}
+    before = {name: spec.key() for name, spec in specs.items()}
+    monkeypatch.setattr(RETRIEVAL_ATTACKS.get("qa-"), "revision", 3)
+    monkeypatch.setattr(M.MEMBERS.get("nn"), "revision", 2)
+    after = {name: spec.key() for name, spec in specs.items()}
+    assert after["qa-"] != before["qa-"] and after["ers"] != before["ers"]
+    assert after["nn"] != before["nn"] and after["auto"] != before["auto"]
+    monkeypatch.setattr(S, "ERS_RESULT_REVISION", S.ERS_RESULT_REVISION + 1)
+    again = {name: spec.key() for name, spec in specs.items()}
+    assert again["ers"] != after["ers"] and all(again[name] == after[name] for name in ("qa-", "nn", "auto"))
 
 
 def test_the_stronger_spec_is_one_more_restart_with_twice_the_steps():
@@ -68,43 +142,18 @@ def test_the_ers_profile_follows_the_published_code_and_the_input_size():
         ers_spec(28, stepz=3)
 
 
-def test_gtm_target_is_named_in_the_description_and_keeps_older_cache_keys():
-    # gtm_target came after results were cached: at its default it stays out of the key, which is
-    # therefore the one those results were saved under (values computed before the field existed)
-    assert AttackSpec().key() == "5fa65df01e2a" and "gtm_target" not in AttackSpec().to_dict()
-    # ERS results of revision 1 of the ranking attacks (key 35602d2aaa7f), and those without an
-    # interval (key b402139a71db), are not reused
-    assert AttackSpec(ers=ers_spec(28), max_queries=200).key() == "18b6636a808f"
-    reference = ers_spec(28, gtm_target="reference")
-    assert reference.to_dict()["gtm_target"] == "reference" and AttackSpec.from_dict(reference.to_dict()) == reference
-    assert "GTM towards the reference target" in reference.describe()
-    assert "GTM" not in ers_spec(28).describe() and "GTM" not in AttackSpec(gtm_target="reference").describe()
+def test_the_gtm_target_is_named_in_the_description_and_keeps_the_profile_published():
+    reference = ers_spec(28, options={"gtm": {"target": "reference"}})
+    assert reference.to_dict()["options"] == {"gtm": {"target": "reference"}}
+    assert AttackSpec.from_dict(reference.to_dict()) == reference
+    assert "GTM towards the reference target" in reference.describe() and "GTM" not in ers_spec(28).describe()
     # the same published profile, read with the reference's GTM target; other changes are not published
     assert is_published_ers(reference, 28) and is_published_ers(ers_spec(28), 28)
-    assert not is_published_ers(ers_spec(28, steps=8, gtm_target="reference"), 28)
+    assert not is_published_ers(ers_spec(28, steps=8, options={"gtm": {"target": "reference"}}), 28)
 
 
-def test_an_attack_context_refuses_an_unknown_gtm_target():
-    import numpy as np
-    import torch
-
-    from robustdml.attacks.retrieval import AttackContext
-
-    with pytest.raises(ValueError, match="gtm_target must be one of nearest, reference, got 'random'"):
-        AttackContext(model=None, dataset=None, gallery=torch.zeros(1, 2), labels=np.zeros(1), engine=None,
-                      device=torch.device("cpu"), generator=torch.Generator(), gtm_target="random")
-
-
-def test_a_revised_attack_changes_the_key_of_every_spec_that_runs_it(monkeypatch):
-    from robustdml.robustness import spec as S
-
-    specs = {"qa-": AttackSpec(attacks=("qa-",)), "ers": AttackSpec(ers=ers_spec(28)),
-             "nn": AttackSpec(attacks=("nn",)), "auto": AttackSpec()}
-    before = {name: spec.key() for name, spec in specs.items()}
-    monkeypatch.setitem(S.ATTACK_REVISIONS, "qa-", S.ATTACK_REVISIONS["qa-"] + 1)
-    after = {name: spec.key() for name, spec in specs.items()}
-    assert after["qa-"] != before["qa-"] and after["ers"] != before["ers"]
-    assert after["nn"] == before["nn"] and after["auto"] == before["auto"]
-    monkeypatch.setattr(S, "ERS_RESULT_REVISION", S.ERS_RESULT_REVISION + 1)
-    again = {name: spec.key() for name, spec in specs.items()}
-    assert again["ers"] != after["ers"] and all(again[name] == after[name] for name in ("qa-", "nn", "auto"))
+def test_a_spec_stored_by_the_previous_release_is_read_with_its_flat_option_fields():
+    old = {**AttackSpec(attacks=("auto", "gtm")).to_dict(), "targets": 2, "candidates": 16, "qa_candidates": 1,
+           "ca_queries": 1, "gtt_k": 4, "gtm_target": "reference"}
+    spec = AttackSpec.from_dict(old)
+    assert spec.option_values() == {"targeted": {"targets": 2}, "gtm": {"target": "reference"}}

@@ -9,9 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustdml.attacks import build_engine
-from robustdml.attacks.retrieval import AttackContext, run_attack
+from robustdml.attacks.context import AttackContext
+from robustdml.attacks.retrieval import run_attack
 from robustdml.robustness.spec import AttackSpec
-from robustdml.robustness.evaluate import UntrustworthyEvaluation, evaluate_robustness
+from robustdml.robustness import render
+from robustdml.robustness.checks import UntrustworthyEvaluation
+from robustdml.robustness.evaluate import evaluate_robustness
 from robustdml.cli import main
 from robustdml.evaluation import compute_embeddings
 
@@ -27,7 +30,7 @@ def _spec(**options):
 def _nn_r1(model, dataset, engine, eps, steps=5):
     report = evaluate_robustness(model, dataset, _spec(attacks=("nn",), eps=(eps,), engine=engine, steps=steps),
                                  progress=False)
-    return report.clean["R@1"], report.rows[0]["R@1"]
+    return report.clean.value, report.rows[0].r1.value
 
 
 def test_nn_attack_at_the_published_28px_eps_drives_r1_to_near_zero(natural_fmnist):
@@ -53,7 +56,7 @@ def test_apgd_is_at_least_as_strong_as_pgd_at_equal_steps(natural_fmnist):
     for engine in ("pgd", "apgd"):
         report = evaluate_robustness(model, test, _spec(attacks=("margin",), eps=(0.03,), engine=engine, steps=20),
                                      progress=False)
-        results[engine] = report.rows[0]["R@1"]
+        results[engine] = report.rows[0].r1.value
     assert results["apgd"] <= results["pgd"] + 0.02, results
 
 
@@ -103,14 +106,14 @@ def test_report_files_and_the_headline_is_the_per_query_worst_case(natural_fmnis
     report = evaluate_robustness(model, test, _spec(attacks=("nn", "gtm"), eps=(0.02, 0.05), steps=10,
                                                     max_queries=80, sanity_checks=True), progress=False)
     assert report.warnings == [], "a healthy model and attack must pass the sanity checks"
-    assert report.settings["unbounded_R@1"] <= 0.05
+    assert report.settings.unbounded_r1 <= 0.05
     for eps in (0.02, 0.05):
-        per_attack = [row["R@1"] for row in report.rows if row["eps"] == eps]
-        assert report.worst_case[eps]["R@1"] <= min(per_attack) + 1e-9
-        low, high = report.worst_case[eps]["R@1_ci"]
-        assert low <= report.worst_case[eps]["R@1"] <= high and high - low < 0.3
-        assert report.worst_case[eps]["passes_per_query"] > 0
-    folder = report.write(tmp_path / "robustness")
+        per_attack = [row.r1.value for row in report.rows if row.eps == eps]
+        assert report.worst_case[eps].r1.value <= min(per_attack) + 1e-9
+        low, high = report.worst_case[eps].r1.low, report.worst_case[eps].r1.high
+        assert low <= report.worst_case[eps].r1.value <= high and high - low < 0.3
+        assert report.worst_case[eps].passes_per_query > 0
+    folder = render.write(report, tmp_path / "robustness")
     for name in ("robustness.md", "robustness.csv", "robustness.json", "robust_r1_vs_eps.png"):
         assert (folder / name).stat().st_size > 0
     saved = json.loads((folder / "robustness.json").read_text())
@@ -121,7 +124,7 @@ def test_report_files_and_the_headline_is_the_per_query_worst_case(natural_fmnis
 def test_attack_cli_on_a_run(natural_fmnist_run, tmp_path, capsys):
     arguments = ["attack", str(natural_fmnist_run[0]), "--attacks", "nn,es", "--eps", "0.02,8/255", "--steps", "2",
                  "--max-queries", "40", "--probe-queries", "0", "--no-sanity-checks", "--no-progress",
-                 "--qa-candidates", "2", "--output", str(tmp_path / "r")]
+                 "--output", str(tmp_path / "r")]
     assert main(arguments) == 0
     out = capsys.readouterr().out
     assert "| nn | 0.03137 |" in out and "| es | 0.03137 |" in out
@@ -131,12 +134,15 @@ def test_attack_cli_on_a_run(natural_fmnist_run, tmp_path, capsys):
     assert main(arguments[:-2] + ["--eps", "0.02"]) == 0  # another spec: computed anew, never reused
     assert "reusing" not in capsys.readouterr().out
     assert main(["attack", str(natural_fmnist_run[0]), "--attacks", "bogus"]) == 2
+    # an option of an attack that does not run is refused, naming the attacks that have it
+    assert main(arguments[:-2] + ["--qa-candidates", "2"]) == 2
+    assert "--qa-candidates is an option of qa+, qa-, which this evaluation does not run" in capsys.readouterr().err
     # --gtm-target reaches the spec (and so the cache key) and the description
     gtm = arguments[:3] + ["gtm", "--gtm-target", "reference"] + arguments[4:-1] + [str(tmp_path / "g")]
     assert main(gtm) == 0
     assert "GTM towards the reference target" in capsys.readouterr().out
     saved = json.loads((tmp_path / "g" / "robustness.json").read_text())
-    assert saved["settings"]["spec"]["gtm_target"] == "reference"
+    assert saved["settings"]["spec"]["options"] == {"gtm": {"target": "reference"}}
     with pytest.raises(SystemExit):  # argparse names the valid choices
         main(gtm[:-4] + ["--gtm-target", "random"] + gtm[-4:])
     assert "invalid choice: 'random' (choose from 'nearest', 'reference')" in capsys.readouterr().err
@@ -155,10 +161,9 @@ def test_qa_with_several_candidates_and_ca_with_several_queries(natural_fmnist):
     model, test = natural_fmnist
     queries = np.arange(0, len(test), 10)[:40]
     weak, strong = _context(model, test, eps=1e-6, steps=1), _context(model, test, eps=0.1)
-    for context in (weak, strong):
-        context.qa_candidates, context.ca_queries = 3, 3
     for name, key, direction in [("qa+", "QA+", -1), ("qa-", "QA-", 1), ("ca+", "CA+", -1), ("ca-", "CA-", 1)]:
-        before, after = run_attack(name, weak, queries)[key], run_attack(name, strong, queries)[key]
+        several = {"candidates": 3} if name.startswith("qa") else {"queries": 3}
+        before, after = run_attack(name, weak, queries, several)[key], run_attack(name, strong, queries, several)[key]
         assert direction * (after - before) > 5, (name, before, after)
         if name == "qa-":
             assert before < 1.0  # the clean top-3 rank at the very top
@@ -168,16 +173,16 @@ def test_robust_r1_falls_with_eps_and_the_worst_case_is_no_better_than_any_attac
     model, test = natural_fmnist
     report = evaluate_robustness(model, test, _spec(attacks=("nn", "gtt"), eps=(0.0, 0.01, 0.05), steps=3,
                                                     max_queries=60), progress=False)
-    nn_curve = [row["R@1"] for row in report.rows if row["attack"] == "nn"]
-    assert nn_curve[0] == pytest.approx(report.clean["R@1"])  # eps 0 = clean
+    nn_curve = [row.r1.value for row in report.rows if row.attack == "nn"]
+    assert nn_curve[0] == pytest.approx(report.clean.value)  # eps 0 = clean
     assert nn_curve[0] > nn_curve[1] > nn_curve[2]
-    assert report.worst_case[0.05]["R@1"] <= min(row["R@1"] for row in report.rows if row["eps"] == 0.05)
-    assert "| GTT " in report.to_markdown()  # retain@4 in the "other" column
+    assert report.worst_case[0.05].r1.value <= min(row.r1.value for row in report.rows if row.eps == 0.05)
+    assert "| GTT " in render.to_markdown(report)  # retain@4 in the "other" column
 
 
 def test_apgd_reaches_a_higher_embedding_shift_than_pgd_at_equal_steps(natural_fmnist):
     from robustdml.attacks.objectives import push_from
-    from robustdml.attacks.retrieval import load_images
+    from robustdml.attacks.context import load_images
 
     model, test = natural_fmnist
     images = load_images(test, np.arange(0, len(test), 10)[:48])
@@ -205,5 +210,5 @@ def test_ers_comes_with_its_interval_over_the_queries(natural_fmnist):
     low, high = ers["interval"]
     assert len(ers["per_query"]) == 10 and np.mean(ers["per_query"]) == pytest.approx(ers["ERS"], abs=1e-3)
     assert low < ers["ERS"] < high and ers["level"] == 0.95
-    assert f"[{low:.2f}, {high:.2f}] (95% interval over 10 queries" in report.to_markdown()
+    assert f"[{low:.2f}, {high:.2f}] (95% interval over 10 queries" in render.to_markdown(report)
     assert all("per_query" not in row for row in ers["rows"])

@@ -26,17 +26,24 @@ def test_invalid_values_name_the_field(field, value, fragment):
 
 
 @pytest.mark.parametrize("options,fragment", [
-    ({"eps": -0.1}, "defense_options.eps"),
-    ({"attack_rate": 1.5}, "defense_options.attack_rate"),
-    ({"steps": 0}, "defense_options.steps"),
+    ({"eps": -0.1}, r"defense_options.eps=-0.1: must be >= 0"),
+    ({"attack_rate": 1.5}, r"defense_options.attack_rate=1.5: must be <= 1"),
+    ({"steps": 0}, r"defense_options.steps=0: must be >= 1"),
+    ({"eps": "8/255x"}, r"defense_options.eps='8/255x': must be a number"),
 ])
 def test_invalid_defense_numbers_rejected(options, fragment):
+    """The defense checks its own options; the config names them as defense_options.<field>."""
     with pytest.raises(ConfigError, match=fragment):
-        TrainConfig(defense_options=options).resolved()
+        TrainConfig(defense="robust-triplet", defense_options=options).resolved()
+
+
+def test_an_option_the_defense_does_not_take_is_refused_before_training():
+    with pytest.raises(ConfigError, match=r"defense_options.eps=0.1: natural: unknown option\(s\) eps"):
+        TrainConfig(defense="natural", defense_options={"eps": 0.1}).resolved()
 
 
 def test_yaml_round_trip_and_unknown_fields(tmp_path):
-    config = TrainConfig(epochs=2, defense_options={"eps": 0.1}).resolved()
+    config = TrainConfig(epochs=2, defense="est", defense_options={"eps": 0.1}).resolved()
     path = tmp_path / "config.yaml"
     config.save(path)
     assert TrainConfig.load(path) == config

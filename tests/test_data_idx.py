@@ -207,7 +207,9 @@ def test_a_download_with_the_wrong_checksum_is_not_kept(tmp_path, file_server):
 def test_download_sources_are_https_and_pinned():
     assert all(mirror.startswith("https://") for mirror in sources.FASHION_MNIST_MIRRORS)
     assert sorted(sources.FASHION_MNIST_SHA256) == sorted(f"{s}.gz" for pair in FILES.values() for s in pair)
-    for download in sources.DOWNLOADS.values():
+    from robustdml.data.entries import DATASETS
+
+    for download in (DATASETS.get(name).download for name in DATASETS.names() if DATASETS.get(name).download):
         assert all(url.startswith("https://") for file in download.files for url in file.urls)
     with pytest.raises(ValueError, match="plain http without a checksum"):
         download_module.download(["http://example.org/x.tgz"], Path("x.tgz"))

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from robustdml.defenses import build_defense
-from robustdml.defenses.common import (clean_embeddings, number_option, one_index_per_value,
-                                       one_triplet_per_anchor, random_triplet_per_anchor, triplet_hardness)
+from robustdml.defenses.adversarial import clean_embeddings
+from robustdml.losses.triplets import one_index_per_value, one_triplet_per_anchor, random_triplet_per_anchor, triplet_hardness
+from robustdml.options import number_option
 from robustdml.defenses.robrank import lga_destination
 from robustdml.losses import build_miner
 from robustdml.losses.ics import intra_class_structure_loss

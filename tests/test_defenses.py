@@ -7,7 +7,7 @@ import torch
 
 from robustdml.data import MPerClassBatchSampler, make_two_gaussians
 from robustdml.defenses import DEFENSES, build_defense
-from robustdml.defenses.common import one_triplet_per_anchor
+from robustdml.losses.triplets import one_triplet_per_anchor
 from robustdml.defenses.robrank import lga_destination
 from robustdml.losses import build_miner
 from robustdml.models import build_model

@@ -14,6 +14,7 @@ import torch
 from robustdml.cli import main
 from robustdml.data import build_dataset, fetch, sources
 from robustdml.data.download import Checksum, DownloadError, extract
+from robustdml.data.entries import DATASETS
 from robustdml.data.sources import DatasetDownload, RemoteFile
 from test_data_images import SIZE, make_cars, make_cub, make_sop, save_image
 
@@ -24,6 +25,13 @@ def _tgz(source: Path, archive: Path, top: str) -> Path:
     return archive
 
 
+def _set_download(monkeypatch, name: str, download: DatasetDownload) -> None:
+    """Point dataset ``name``'s registry entry at ``download`` for the test."""
+    import dataclasses
+
+    monkeypatch.setitem(DATASETS._entries, name, dataclasses.replace(DATASETS.get(name), download=download))
+
+
 def _md5(path: Path) -> Checksum:
     return Checksum("md5", hashlib.md5(path.read_bytes()).hexdigest())
 
@@ -32,7 +40,7 @@ def _serve_cub(tmp_path, folder, url, monkeypatch, checksum=True) -> Path:
     archive = _tgz(make_cub(tmp_path / "src" / "CUB_200_2011"), folder / "CUB_200_2011.tgz", "CUB_200_2011")
     remote = RemoteFile((url + "CUB_200_2011.tgz",), "CUB_200_2011.tgz", _md5(archive) if checksum else None,
                         top="CUB_200_2011")
-    monkeypatch.setitem(sources.DOWNLOADS, "cub200", DatasetDownload("CUB_200_2011", (remote,)))
+    _set_download(monkeypatch, "cub200", DatasetDownload("CUB_200_2011", (remote,)))
     return archive
 
 
@@ -64,9 +72,9 @@ def test_offline_archive_download_says_where_to_put_the_file_and_extracts_it_fro
         tmp_path, monkeypatch, capsys, file_server, offline_url):
     folder, url, _ = file_server
     archive = _serve_cub(tmp_path, folder, url, monkeypatch)
-    remote = sources.DOWNLOADS["cub200"].files[0]
+    remote = DATASETS.get("cub200").download.files[0]
     offline = RemoteFile((offline_url + "CUB_200_2011.tgz",), remote.filename, remote.checksum, top=remote.top)
-    monkeypatch.setitem(sources.DOWNLOADS, "cub200", DatasetDownload("CUB_200_2011", (offline,)))
+    _set_download(monkeypatch, "cub200", DatasetDownload("CUB_200_2011", (offline,)))
     monkeypatch.chdir(tmp_path)
     assert main(["data", "cub200"]) == 1
     err = capsys.readouterr().err.strip()
@@ -85,7 +93,7 @@ def test_cars196_gets_its_images_and_its_annotations(tmp_path, monkeypatch, file
     archive = _tgz(source / "car_ims", folder / "car_ims.tgz", "car_ims")
     annotations = folder / "cars_annos.mat"
     annotations.write_bytes((source / "cars_annos.mat").read_bytes())
-    monkeypatch.setitem(sources.DOWNLOADS, "cars196", DatasetDownload("cars196", (
+    _set_download(monkeypatch, "cars196", DatasetDownload("cars196", (
         RemoteFile((url + "car_ims.tgz",), "car_ims.tgz", _md5(archive), top="car_ims", into="car_ims"),
         RemoteFile((url + "cars_annos.mat",), "cars_annos.mat", _md5(annotations)))))
     root = tmp_path / "data" / "cars196"
@@ -105,7 +113,7 @@ def _sop_zip(tmp_path, folder) -> Path:
 def test_sop_without_a_known_checksum_is_checked_by_its_zip_crcs_and_layout(tmp_path, monkeypatch, file_server):
     folder, url, _ = file_server
     archive = _sop_zip(tmp_path, folder)
-    monkeypatch.setitem(sources.DOWNLOADS, "sop", DatasetDownload("Stanford_Online_Products", (
+    _set_download(monkeypatch, "sop", DatasetDownload("Stanford_Online_Products", (
         RemoteFile((url + archive.name,), archive.name, None, top="Stanford_Online_Products"),)))
     assert fetch("sop", root=str(tmp_path / "ok" / "Stanford_Online_Products"), report=lambda _: None)
     assert len(build_dataset("sop", "test", root=str(tmp_path / "ok" / "Stanford_Online_Products"),

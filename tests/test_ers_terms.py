@@ -8,8 +8,10 @@ import torch
 
 from robustdml.attacks import build_engine
 from robustdml.attacks import objectives as O
-from robustdml.attacks.retrieval import (RETRIEVAL_ATTACKS, AttackContext, _from_top_fraction, jittered,
-                                        load_images, reference_gtm_targets, run_attack)
+from robustdml.attacks.context import AttackContext, load_images
+from robustdml.attacks.objectives import jittered
+from robustdml.attacks.retrieval import RETRIEVAL_ATTACKS, reference_gtm_targets, run_attack
+from robustdml.attacks.retrieval.base import from_top_fraction as _from_top_fraction
 from robustdml.evaluation import compute_embeddings
 from robustdml.evaluation.ers import ERS_INPUTS, empirical_robustness_score, ers_interval, ers_per_query
 from robustdml.models import eval_mode
@@ -142,8 +144,7 @@ def test_gtm_pulls_towards_the_target_its_context_names(natural_fmnist):
     moved = {}
     for name, target in targets.items():
         context = _context(model, test, gallery, labels, 0.05, 5, 0.02)
-        context.gtm_target = name
-        moved[name] = RETRIEVAL_ATTACKS.get("gtm")(context, queries)["embeddings"]
+        moved[name] = RETRIEVAL_ATTACKS.get("gtm").with_options({"target": name}).attack(context, queries)["embeddings"]
         by_hand = context.embed(context.perturb(queries, O.pull_to, gallery[target]))
         assert torch.allclose(moved[name], by_hand, atol=1e-5), name
     assert not torch.allclose(moved["nearest"], moved["reference"], atol=1e-3)

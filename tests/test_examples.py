@@ -23,7 +23,7 @@ def test_robustness_of_your_model_attacks_an_outside_model_and_loads_its_weights
     weights = tmp_path / "mine.pt"
     torch.save(example.build_my_model(None).state_dict(), weights)
     report = example.main(["--weights", str(weights), "--per-class", "30", "--queries", "60", "--steps", "5"])
-    robust = {eps: entry["R@1"] for eps, entry in report.worst_case.items()}
+    robust = {eps: entry.r1.value for eps, entry in report.worst_case.items()}
     assert set(robust) == {0.01, 0.05, 0.1}
-    assert robust[0.1] < report.clean["R@1"] - 0.2  # even a random convnet's retrieval breaks under attack
+    assert robust[0.1] < report.clean.value - 0.2  # even a random convnet's retrieval breaks under attack
     assert "| auto | 0.1 |" in capsys.readouterr().out

@@ -13,7 +13,8 @@ from robustdml.evaluation.ers import ERS_INPUTS
 from robustdml.evaluation.intervals import binomial_interval
 from robustdml.reporting import findings
 from robustdml.reporting.blocks import Heading, Paragraph, Table, Column, Cell
-from robustdml.reporting.report import Estimate, RunSummary, render_report
+from robustdml.reporting.model import Estimate, RunSummary
+from robustdml.reporting.report import render_report
 from robustdml.reporting.suites import CPU_QUERIES
 from robustdml.reporting.runner import run_suite
 from robustdml.reporting.suites import SUITES, build_suite, select_runs
@@ -75,10 +76,11 @@ def fake_run(tmp_path, label, benign, robust, clean=(250, 300), ers=None, unconv
                                        "drop": 0.1 if eps in unconverged else 0.0, "converged": eps not in unconverged,
                                        "newly_broken_by": {}, "stronger": "x", "passes_per_query": 1.0}
                             for eps in robust},
-            "ers": None if ers is None else {"ERS": ers, "terms": {k: ers for k in ERS_INPUTS}, "spec": {"eps": [0.3]},
+            "ers": None if ers is None else {"ERS": ers, "terms": {k: ers for k in ERS_INPUTS},
+                                             "scores": {k: ers for k in ERS_INPUTS}, "spec": {"eps": [0.3]},
                                              "spec_text": "pgd", "published": True, "interval": ers_interval},
             "warnings": list(warnings),
-            "settings": {"seed": seed, "queries": clean[1], "gallery": 1000, "unbounded_R@1": unbounded,
+            "settings": {"spec": {}, "seed": seed, "queries": clean[1], "gallery": 1000, "unbounded_R@1": unbounded,
                          "seconds": 5.0, "versions": {"robustdml": "test"}}})
     path = tmp_path / label
     path.mkdir()
@@ -305,12 +307,13 @@ def _robrank_run(tmp_path, name, label, scores, benign, ers_interval=None):
 
     run = fake_run(tmp_path, name, benign, {0.1: (100, 300)}, ers=0.0, ers_interval=ers_interval)
     run.label = label
-    run.robustness[0]["ers"].update(scores=scores, terms=ers_terms(scores), ERS=empirical_robustness_score(scores))
+    ers = run.robustness[0].ers
+    ers.scores, ers.terms, ers.ers = scores, ers_terms(scores), empirical_robustness_score(scores)
     return run
 
 
 def test_robrank_fashion_section_puts_ours_beside_the_published_values(tmp_path):
-    from robustdml.reporting.robrank_fashion import PUBLISHED, published_ers
+    from robustdml.reporting.suites.robrank_fashion import PUBLISHED, published_ers
 
     natural = {key: value for key, value in PUBLISHED["natural"].items() if key in ERS_INPUTS}
     est = {key: value for key, value in PUBLISHED["est"].items() if key in ERS_INPUTS}

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from robustdml.defenses import build_defense
-from robustdml.defenses.common import one_triplet_per_anchor, sampled_triplet_per_anchor
+from robustdml.losses.triplets import one_triplet_per_anchor, sampled_triplet_per_anchor
 from robustdml.engine.config import ConfigError, TrainConfig
 from robustdml.losses import build_loss, build_miner
 from robustdml.losses.tuples import SPC2RandomMiner, spc2_random_triplets

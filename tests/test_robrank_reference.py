@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from robustdml.defenses import build_defense
-from robustdml.defenses.common import EarlyStopPGD, clean_embeddings, sampled_triplet_per_anchor, triplet_hardness
+from robustdml.attacks.engines import EarlyStopPGD
+from robustdml.defenses.adversarial import clean_embeddings
+from robustdml.losses.triplets import sampled_triplet_per_anchor, triplet_hardness
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.run_dir import RunDirectory
 from robustdml.models import build_model

@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from robustdml.options import number
+
 
 def _parse_key_values(pairs: Optional[List[str]], flag: str) -> Dict[str, Any]:
     """``key=value`` pairs with YAML-typed values (``eps=0.1`` -> float, ``lga=true`` -> bool, ``1e-3`` -> float)."""
@@ -41,8 +43,8 @@ TRAIN_FLAGS = [
     ("--data-root", "data_root", str, "folder holding the dataset"),
     ("--image-size", "image_size", int, "crop size for image benchmarks (default 224)"),
     ("--train-per-class", "train_per_class", int, "CPU-sized subset: at most N training images per class"),
-    ("--train-fraction", "train_fraction", float, "class-stratified fraction of training data (data-scarce setting)"),
-    ("--val-fraction", "val_fraction", float, "validation split carved from training data (default 0.1)"),
+    ("--train-fraction", "train_fraction", number, "class-stratified fraction of training data (data-scarce setting)"),
+    ("--val-fraction", "val_fraction", number, "validation split carved from training data (default 0.1)"),
     ("--test-per-class", "test_per_class", int, "evaluate on at most N test images per class"),
     ("--model", "model", str, "convnet | mlp | resnet18 | resnet50 (default by dataset)"),
     ("--embedding-dim", "embedding_dim", int, "embedding size (default 128)"),
@@ -55,8 +57,8 @@ TRAIN_FLAGS = [
     ("--samples-per-class", "samples_per_class", int, "m in m-per-class batches"),
     ("--sampler", "sampler", str, "m-per-class (default) | pairs (RobRank's SPC-2: each anchor followed by a random "
                                   "positive)"),
-    ("--lr", "lr", float, "Adam learning rate"),
-    ("--weight-decay", "weight_decay", float, "Adam weight decay"),
+    ("--lr", "lr", number, "Adam learning rate"),
+    ("--weight-decay", "weight_decay", number, "Adam weight decay"),
     ("--steps-per-epoch", "steps_per_epoch", int, "batches per epoch (default: dataset size / batch)"),
     ("--seed", "seed", int, "seed of the run's random generator"),
     ("--device", "device", str, "auto | cpu | cuda | cuda:N"),
@@ -68,10 +70,10 @@ TRAIN_FLAGS = [
 
 # Shorthands for the options every defense shares.
 DEFENSE_FLAGS = [
-    ("--eps", "eps", float, "attack radius in pixel units (e.g. 0.01, 8/255=0.0314)"),
+    ("--eps", "eps", number, "attack radius in pixel units (e.g. 0.01, 8/255=0.0314)"),
     ("--attack-steps", "steps", int, "PGD iterations eta of the training adversary"),
-    ("--step-size", "step_size", float, "PGD step size"),
-    ("--attack-rate", "attack_rate", float, "probability that a tuple is perturbed (robust-pair/triplet)"),
+    ("--step-size", "step_size", number, "PGD step size"),
+    ("--attack-rate", "attack_rate", number, "probability that a tuple is perturbed (robust-pair/triplet)"),
 ]
 
 
@@ -79,7 +81,7 @@ def _add_train_parser(sub) -> None:
     parser = sub.add_parser("train", help="train an embedding model (naturally or with a defense)")
     parser.add_argument("--config", help="YAML file of TrainConfig fields")
     for flag, dest, kind, help_text in TRAIN_FLAGS + DEFENSE_FLAGS:
-        parser.add_argument(flag, dest=f"opt_{dest}", type=kind, default=None, help=help_text)
+        parser.add_argument(flag, dest=f"opt_{dest}", type=kind, default=None, metavar=dest.upper(), help=help_text)
     parser.add_argument("--channels-last", action="store_true", default=None, help="channels_last memory format (GPU)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--defense-option", action="append", metavar="KEY=VALUE", help="any defense option")
@@ -155,92 +157,39 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def _float(text: str) -> float:
-    """``0.05`` or ``8/255`` -> float (fractions allowed, as eps are quoted in papers)."""
-    text = text.strip()
-    try:
-        numerator, _, denominator = text.partition("/")
-        return float(numerator) / float(denominator) if denominator else float(numerator)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def _float_list(text: str) -> List[float]:
-    """``0.01,0.05,8/255`` -> floats."""
-    return [_float(part) for part in text.split(",")]
+ATTACK_QUERIES, REPORT_QUERIES = 1000, 300  # CPU-sized defaults of --max-queries
 
 
 def _add_spec_flags(parser, max_queries: int) -> None:
-    """The flags of an attack specification (robustdml.robustness.spec.AttackSpec), shared by attack and report."""
-    from robustdml.robustness import spec as S
+    """The flags of an attack specification, built from its metadata (robustdml.robustness.flags)."""
+    from robustdml.robustness.flags import add_spec_flags
 
-    parser.add_argument("--attacks", default=S.AUTO,
-                        help=f"comma-separated (default {S.AUTO}: the ensemble {', '.join(S.AUTO_MEMBERS)} with early "
-                             f"stop); any of: {', '.join(S.attack_names())}")
-    parser.add_argument("--eps", type=_float_list, default=list(S.DEFAULT_EPS), help="comma-separated eps list (8/255 ok)")
-    parser.add_argument("--engine", default="apgd", help="pgd | fgsm | apgd | cw (default apgd)")
-    parser.add_argument("--steps", type=int, default=S.AUTO_STEPS, help=f"gradient steps per run (default {S.AUTO_STEPS})")
-    parser.add_argument("--step-size", type=_float, default=None, help="default: the engine's (APGD: 2 eps, adaptive)")
-    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    parser.add_argument("--restarts", type=int, default=S.AUTO_RESTARTS,
-                        help=f"random restarts of each ensemble member (default {S.AUTO_RESTARTS})")
-    parser.add_argument("--targets", type=int, default=S.AUTO_TARGETS,
-                        help=f"other classes the targeted member aims at (default {S.AUTO_TARGETS})")
-    parser.add_argument("--candidates", type=int, default=S.MARGIN_CANDIDATES,
-                        help=f"nearest positives/negatives in the margin objectives (default {S.MARGIN_CANDIDATES})")
-    parser.add_argument("--no-random-start", action="store_true", help="start at the clean image")
-    parser.add_argument("--no-early-stop", action="store_true", help="keep attacking queries already misranked "
-                                                                     "(same robust R@1, more cost)")
-    parser.add_argument("--qa-candidates", type=int, default=1, help="m: candidates per query in QA+/QA-")
-    parser.add_argument("--ca-queries", type=int, default=1, help="w: queries per candidate in CA+/CA-")
-    parser.add_argument("--gtt-k", type=int, default=4, help="GTT moves the top-1 out of the top-k")
-    parser.add_argument("--gtm-target", choices=S.GTM_TARGETS, default="nearest",
-                        help="GTM pulls the query towards the nearest item of another class (default), or towards "
-                             "the item RobRank's code picks (effectively random; what published ERS tables used)")
-    parser.add_argument("--max-queries", type=int, default=max_queries,
-                        help=f"random test queries attacked (0 = all; default {max_queries}); a CPU budget cuts "
-                             "queries, never steps")
-    parser.add_argument("--probe-queries", type=int, default=S.PROBE_QUERIES,
-                        help=f"queries re-attacked with 2x steps and one more restart to check convergence "
-                             f"(default {S.PROBE_QUERIES}; 0 = no check)")
-    parser.add_argument("--escalations", type=int, default=S.AUTO_ESCALATIONS,
-                        help="when the convergence check fails at an eps, re-attack every surviving query with its "
-                             f"stronger attack and check again, at most this many times (default "
-                             f"{S.AUTO_ESCALATIONS}; 0 = only warn)")
-    parser.add_argument("--no-sanity-checks", action="store_true", help="skip the eps-monotonicity and unbounded checks")
-    parser.add_argument("--ers", action="store_true", help="also run the published ERS profile (PGD 32 x 3/255 from "
-                                                           "the clean image at 8/255 or 77/255)")
-    parser.add_argument("--ers-steps", type=int, help="override the ERS profile's steps (no longer the published ERS)")
-    parser.add_argument("--ers-eps", type=_float, help="override the ERS profile's eps (no longer the published ERS)")
+    add_spec_flags(parser, max_queries)
 
 
-def _spec_from_args(args, image_size: int):
-    from robustdml.robustness.spec import AttackSpec, ers_spec
+def _spec_from_args(args, max_queries: int):
+    """The spec of the flags; the ERS profile's eps is the one for the run's input size."""
+    from robustdml.robustness.flags import spec_from_args
 
-    ers = ers_spec(image_size, steps=args.ers_steps, eps=args.ers_eps, gtm_target=args.gtm_target) if args.ers else None
-    return AttackSpec(attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), eps=tuple(args.eps),
-                      engine=args.engine, steps=args.steps, step_size=args.step_size, norm=args.norm,
-                      random_start=not args.no_random_start, restarts=args.restarts, targets=args.targets,
-                      candidates=args.candidates, early_stop=not args.no_early_stop,
-                      qa_candidates=args.qa_candidates, ca_queries=args.ca_queries, gtt_k=args.gtt_k,
-                      gtm_target=args.gtm_target, max_queries=args.max_queries or None,
-                      probe_queries=args.probe_queries,
-                      escalations=args.escalations, sanity_checks=not args.no_sanity_checks, ers=ers)
+    run_dir = getattr(args, "run_dir", None) or args.run_dirs[0]
+    return spec_from_args(args, _input_size(run_dir), max_queries)
 
 
 def _input_size(run_dir) -> int:
-    """The side of the run's input images (28 for the 28px sets), for the ERS profile."""
+    """The side of the run's input images, for the ERS profile: the configured crop, else the dataset's own
+    (its registry entry); vector data counts as small inputs (28)."""
+    from robustdml.data import dataset_spec
     from robustdml.engine.config import TrainConfig
     from robustdml.engine.run_dir import RunDirectory
 
     config = TrainConfig.load(RunDirectory.open(run_dir).config_path, run_directory=True).resolved()
-    return config.image_size or 28  # image benchmarks set their crop size; the 28px sets have none
+    return config.image_size or dataset_spec(config.dataset).input_size or 28
 
 
 def _add_attack_parser(sub) -> None:
     parser = sub.add_parser("attack", help="robustness of a trained run: attacks x eps, worst case, checks, ERS")
     parser.add_argument("run_dir")
-    _add_spec_flags(parser, max_queries=1000)
+    _add_spec_flags(parser, max_queries=ATTACK_QUERIES)
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bn", default="clean", help="batch norm of multi-BN models (MDProp: clean|stax|mtax)")
@@ -253,19 +202,20 @@ def _add_attack_parser(sub) -> None:
 def _cmd_attack(args) -> int:
     import shutil
 
-    from robustdml.robustness.store import robustness_folder, robustness_for
+    from robustdml.robustness import render
     from robustdml.robustness.spec import AttackProtocol
+    from robustdml.robustness.store import RunSource, robustness_for, stored_result
 
-    spec = _spec_from_args(args, _input_size(args.run_dir))
-    protocol = AttackProtocol(spec=spec, seeds=(args.seed,))
-    folder = robustness_folder(Path(args.run_dir), protocol, args.seed, args.checkpoint, args.bn)
-    if (folder / "robustness.json").is_file():
-        print(f"reusing the result of the same attack spec, checkpoint, BN and seed in {folder}")
-    robustness_for(Path(args.run_dir), protocol, args.seed, device=args.device, progress=not args.no_progress,
-                   checkpoint=args.checkpoint, bn=args.bn)
+    protocol = AttackProtocol(spec=_spec_from_args(args, ATTACK_QUERIES), seeds=(args.seed,))
+    source = RunSource.open(args.run_dir, args.checkpoint)
+    folder = source.folder(protocol, args.seed, args.bn)
+    if stored_result(folder) is not None:
+        print(f"reusing the result of the same attack spec, checkpoint, data, BN and seed in {folder}")
+    result = robustness_for(Path(args.run_dir), protocol, args.seed, device=args.device, progress=not args.no_progress,
+                            checkpoint=args.checkpoint, bn=args.bn, source=source)
     if args.output:
         shutil.copytree(folder, args.output, dirs_exist_ok=True)
-    print((folder / "robustness.md").read_text())
+    print(render.to_markdown(result))
     print(f"report written to {folder}" + (f" and {args.output}" if args.output else ""))
     return 0
 
@@ -310,7 +260,7 @@ def _add_report_parser(sub) -> None:
     parser = sub.add_parser("report", help="rebuild a report from run directories, without retraining")
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--output", default="reports/report")
-    _add_spec_flags(parser, max_queries=300)
+    _add_spec_flags(parser, max_queries=REPORT_QUERIES)
     parser.add_argument("--seeds", type=int, default=1, help="number of attack seeds (mean ± std)")
     parser.add_argument("--device", default="auto")
     parser.set_defaults(handler=_cmd_report)
@@ -322,7 +272,7 @@ def _cmd_report(args) -> int:
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    protocol = AttackProtocol(spec=_spec_from_args(args, _input_size(args.run_dirs[0])), seeds=tuple(range(args.seeds)))
+    protocol = AttackProtocol(spec=_spec_from_args(args, REPORT_QUERIES), seeds=tuple(range(args.seeds)))
     folder = build_report([Path(p) for p in args.run_dirs], Path(args.output), protocol=protocol,
                           command="robustdml report " + " ".join(args.run_dirs), device=args.device)
     print(f"report written to {folder}/report.md and report.html")

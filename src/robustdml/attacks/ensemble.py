@@ -1,43 +1,30 @@
-"""The default robustness evaluation: an ensemble of ranking attacks with per-query early stop.
+"""The default robustness evaluation's engine: members run over a query set with per-query early stop.
 
 In the spirit of AutoAttack (Croce & Hein, ICML 2020) for classifiers, carried over to retrieval:
-a fixed list of members, each attacking only the queries the previous ones could not misrank, and
-the result is the per-query worst case. A query counts as broken as soon as some iterate of some
-run puts an item of another class at its top-1 (its own clean copy excluded, the clean gallery as
-reference: the protocol of :mod:`robustdml.attacks.retrieval`); it then gets no more steps and no
-more restarts (early stop), which changes the cost, never the result: every run draws the random
-start of each query from a generator seeded by (seed, eps, run, query), so a query sees the same
-starts whether or not other queries are still being attacked.
-
-Members (``auto`` runs them in this order; each is also an attack name of its own):
-- ``margin``: APGD on the ranking margin min_p d(q', p) - min_n d(q', n) between the query's
-  ``candidates`` nearest positives and nearest negatives in the clean gallery (the retrieval
-  analogue of the CW/DLR margin);
-- ``targeted``: the same margin towards the ``candidates`` nearest items of one other class, for
-  each of the ``targets`` classes whose nearest item is closest (APGD-T's target classes);
-- ``nn``: the nearest-neighbour attack of "Adversarial Deep Metric Learning" (Panum et al.,
-  Algorithm 1): push the query away from its nearest (same-class) neighbour.
-Each member runs ``restarts`` times (the targeted one ``restarts`` times per target class).
-Queries that are already misranked without attack are not attacked.
+a fixed list of members (:mod:`robustdml.attacks.members`), each attacking only the queries the previous
+ones could not misrank, and the result is the per-query worst case. A query counts as broken as soon as
+some iterate of some run puts an item of another class at its top-1 (its own clean copy excluded, the
+clean gallery as reference); it then gets no more steps and no more restarts (early stop), which changes
+the cost, never the result: every run draws the random start of each query from a generator seeded by
+(seed, eps, run, query), so a query sees the same starts whether or not other queries are still being
+attacked. Queries that are already misranked without attack are not attacked.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from robustdml.attacks import objectives as O
-from robustdml.attacks.engines import AttackEngine, build_engine, random_init
-from robustdml.attacks.retrieval import load_images
+from robustdml.attacks.context import load_images
+from robustdml.attacks.engines import AttackEngine, random_init
+from robustdml.attacks.members import Candidates, Member, Run
+from robustdml.attacks.settings import EnsembleSettings
 from robustdml.evaluation import retrieval_metrics
 from robustdml.models.mode import eval_mode
-
-if TYPE_CHECKING:
-    from robustdml.robustness.spec import AttackSpec
 
 
 def ranking_scores(embeddings: torch.Tensor, gallery: torch.Tensor, gallery_norms: torch.Tensor) -> torch.Tensor:
@@ -67,21 +54,6 @@ class Misranked:
         return Misranked(self.gallery, self.gallery_labels, self.labels[index], self.own[index], self.gallery_norms)
 
 
-@dataclass
-class Candidates:
-    """Gallery indices each query's objectives look at, from its clean embedding (own copy excluded).
-
-    ``nearest`` (B,); ``positives`` / ``negatives`` (B, K): the K nearest same-class / other-class
-    items (a class with fewer than K other members repeats its nearest one); ``targets`` (B, T, K):
-    the K nearest items of each of the T other classes whose nearest item is closest.
-    """
-
-    nearest: torch.Tensor
-    positives: torch.Tensor
-    negatives: torch.Tensor
-    targets: torch.Tensor
-
-
 def _nearest_k(distances: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     """(B, k) indices of the k smallest distances where ``mask`` holds; missing ones repeat the first."""
     masked = distances.masked_fill(~mask, float("inf"))
@@ -108,41 +80,6 @@ def find_candidates(queries: torch.Tensor, codes: torch.Tensor, own: torch.Tenso
     return Candidates(nearest, positives, negatives, torch.stack(chosen, dim=1))
 
 
-@dataclass(frozen=True)
-class Run:
-    """One engine run of one member: ``member`` name, the target class rank (targeted) and restart index."""
-
-    member: str
-    restart: int
-    target: int = -1
-
-    @property
-    def name(self) -> str:
-        return f"{self.member}" + (f"@{self.target + 1}" if self.target >= 0 else "") + f"#{self.restart + 1}"
-
-    def objective(self, gallery: torch.Tensor, candidates: Candidates) -> O.Objective:
-        if self.member == "nn":
-            return O.push_from(gallery[candidates.nearest])
-        negatives = candidates.negatives if self.member == "margin" else candidates.targets[:, self.target]
-        return O.ranking_margin(gallery[candidates.positives], gallery[negatives])
-
-
-def member_runs(spec: "AttackSpec", members: Tuple[str, ...], classes: int, first_restart: int = 0) -> List[Run]:
-    """The runs of ``members`` in order: restarts of each member, each target class of ``targeted``.
-
-    ``first_restart`` numbers the restarts from there, so they draw fresh random starts (the
-    convergence check's extra restart after ``spec.restarts`` of them)."""
-    runs: List[Run] = []
-    targets = max(1, min(spec.targets, classes - 1))
-    for member in members:
-        for restart in range(first_restart, first_restart + spec.restarts):
-            if member == "targeted":
-                runs += [Run(member, restart, target) for target in range(targets)]
-            else:
-                runs.append(Run(member, restart))
-    return runs
-
-
 def _seed(*parts) -> int:
     return int(hashlib.sha256("/".join(map(repr, parts)).encode()).hexdigest()[:15], 16)
 
@@ -153,34 +90,46 @@ class EnsembleOutcome:
 
     ``correct``: R@1 still right after every run (False for queries misranked without attack);
     ``broken_by``: name of the run that first misranked the query ("" if none, "clean" if it was
-    misranked without attack); ``passes``: forward+backward passes spent on the query;
-    ``ap``: the lowest AP@R over the query's clean and attacked embeddings (NaN without positives).
+    misranked without attack) and ``broken_member`` its member's name; ``passes``: forward+backward passes
+    spent on the query; ``ap``: the lowest AP@R over the query's clean and attacked embeddings (NaN without
+    positives).
     """
 
     correct: np.ndarray
     broken_by: np.ndarray
+    broken_member: np.ndarray
     passes: np.ndarray
     ap: np.ndarray
     runs: List[str] = field(default_factory=list)
     images: Optional[torch.Tensor] = None   # with keep_images: the successful (else last) adversarial image
 
-    def after_member(self, members: Tuple[str, ...]) -> Dict[str, float]:
+    def after_member(self, members: Sequence[str]) -> Dict[str, float]:
         """Robust R@1 after each member (cumulative): the attack's progress, as AutoAttack prints it."""
-        broken_member = np.array([name.split("@")[0].split("#")[0] for name in self.broken_by])
-        alive = broken_member != "clean"
+        alive = self.broken_member != "clean"
         out = {}
         for member in members:
-            alive &= broken_member != member
+            alive &= self.broken_member != member
             out[member] = float(alive.mean())
         return out
 
+    def counts(self) -> Dict[str, int]:
+        """How many queries each run broke first ("clean": misranked without attack)."""
+        return _counts(self.broken_by)
+
+    def member_counts(self) -> Dict[str, int]:
+        """How many queries each member broke first, the clean misses left out."""
+        return {name: count for name, count in _counts(self.broken_member).items() if name != "clean"}
+
+
+def _counts(names: np.ndarray) -> Dict[str, int]:
+    values, counts = np.unique(names.astype(str), return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts) if v}
+
 
 class EnsembleRunner:
-    """Runs ensemble members over a query set for an :class:`AttackContext`-like ``ctx``.
-
-    ``ctx`` provides ``model``, ``dataset``, ``gallery`` (clean embeddings, CPU), ``labels`` (numpy)
-    and ``device`` (an :class:`~robustdml.attacks.retrieval.AttackContext`).
-    """
+    """Runs ensemble members over a query set for an :class:`~robustdml.attacks.context.AttackContext`-like
+    ``ctx`` (it provides ``model``, ``dataset``, ``gallery`` (clean embeddings, CPU), ``labels`` (numpy)
+    and ``device``)."""
 
     def __init__(self, ctx, seed: int, batch_size: int = 256, progress: Optional[Callable[[int], None]] = None):
         self.ctx, self.seed, self.batch_size, self.progress = ctx, seed, batch_size, progress
@@ -194,6 +143,10 @@ class EnsembleRunner:
                                     self.ctx.labels, exclude_index=queries, per_query=True, include_map=False)
         return metrics["correct@1"]
 
+    def runs_of(self, members: Sequence[Member], settings: EnsembleSettings, first_restart: int = 0) -> List[Run]:
+        """The runs of ``members`` in order: each member's restarts (and target classes)."""
+        return [run for member in members for run in member.runs(settings.restarts, self.classes, first_restart)]
+
     def starts(self, images: torch.Tensor, queries: np.ndarray, engine: AttackEngine, run: Run) -> torch.Tensor:
         """Each query's starting point for ``run``: drawn from its own seeded generator (or clean)."""
         if not engine.random_start:
@@ -203,34 +156,32 @@ class EnsembleRunner:
                  for image, query in zip(images.cpu(), queries)]
         return images + torch.cat(noise).to(images.device)
 
-    def run(self, queries: np.ndarray, spec: "AttackSpec", eps: float, members: Tuple[str, ...],
+    def run(self, queries: np.ndarray, settings: EnsembleSettings, eps: float, members: Sequence[Member] = (),
             alive: Optional[np.ndarray] = None, keep_images: bool = False,
             runs: Optional[List[Run]] = None) -> EnsembleOutcome:
-        """Attack ``queries`` at ``eps`` with the runs of ``members`` under ``spec``.
+        """Attack ``queries`` at ``eps`` with the runs of ``members`` (or the explicit ``runs``).
 
         ``alive``: the queries to attack (default: those right without attack); the others keep
         ``broken_by = "clean"`` and are never attacked. ``keep_images``: also return each query's
         adversarial image (the one that broke it, else the last run's; clean if never attacked),
-        e.g. for a gallery; only for small query sets. ``runs``: explicit runs instead of those of
-        ``members`` (e.g. a benchmark's own objectives, as :class:`Run` subclasses).
+        e.g. for a gallery; only for small query sets.
         """
         ctx = self.ctx
-        engine = build_engine(spec.engine, eps=eps, steps=spec.steps, step_size=spec.step_size, norm=spec.norm,
-                              random_start=spec.random_start)
+        engine = settings.engine.build(eps)
         count = len(queries)
         alive = self.clean_correct(queries) if alive is None else alive.copy()
         broken_by = np.where(alive, "", "clean").astype(object)
+        broken_member = broken_by.copy()
         passes = np.zeros(count)
-        clean_ap = retrieval_metrics(ctx.gallery[queries], ctx.labels[queries], ctx.gallery, ctx.labels,
-                                     exclude_index=queries, per_query=True)["ap@r"]
-        ap = clean_ap.copy()
+        ap = retrieval_metrics(ctx.gallery[queries], ctx.labels[queries], ctx.gallery, ctx.labels,
+                               exclude_index=queries, per_query=True)["ap@r"].copy()
         images = load_images(ctx.dataset, queries).clone() if keep_images else None
-        runs = member_runs(spec, members, self.classes) if runs is None else runs
+        runs = self.runs_of(members, settings) if runs is None else runs
         for run in runs:
-            todo = np.flatnonzero(alive & (broken_by == "")) if spec.early_stop else np.flatnonzero(alive)
+            todo = np.flatnonzero(alive & (broken_by == "")) if settings.early_stop else np.flatnonzero(alive)
             for start in range(0, len(todo), self.batch_size):
                 rows = todo[start:start + self.batch_size]
-                success, cost, batch_ap, adversarial = self._attack_batch(queries[rows], engine, run, spec)
+                success, cost, batch_ap, adversarial = self._attack_batch(queries[rows], engine, run, settings)
                 passes[rows] += cost
                 ap[rows] = np.fmin(ap[rows], batch_ap)
                 newly = rows[success & (broken_by[rows] == "")]
@@ -238,22 +189,23 @@ class EnsembleRunner:
                     keep = torch.as_tensor(broken_by[rows] == "")
                     images[rows[keep.numpy()]] = adversarial[keep]
                 broken_by[newly] = run.name
+                broken_member[newly] = run.member.name
                 if self.progress:
                     self.progress(len(rows))
         correct = alive & (broken_by == "")
-        return EnsembleOutcome(correct=correct, broken_by=broken_by, passes=passes, ap=ap,
-                               runs=[run.name for run in runs], images=images)
+        return EnsembleOutcome(correct=correct, broken_by=broken_by, broken_member=broken_member, passes=passes,
+                               ap=ap, runs=[run.name for run in runs], images=images)
 
-    def _attack_batch(self, batch: np.ndarray, engine: AttackEngine, run: Run, spec: "AttackSpec"):
+    def _attack_batch(self, batch: np.ndarray, engine: AttackEngine, run: Run, settings: EnsembleSettings):
         ctx = self.ctx
         own = torch.as_tensor(batch, device=ctx.device)
         codes = self.codes[own]
         candidates = find_candidates(self.gallery[own], codes, own, self.gallery, self.codes, self.classes,
-                                     spec.candidates, spec.targets)
+                                     run.member.candidates, run.member.targets)
         images = load_images(ctx.dataset, batch).to(ctx.device)
         stop = Misranked(self.gallery, self.codes, codes, own)
         result = engine.attack(ctx.model, images, run.objective(self.gallery, candidates), stop=stop,
-                               early_stop=spec.early_stop, start=self.starts(images, batch, engine, run))
+                               early_stop=settings.early_stop, start=self.starts(images, batch, engine, run))
         with torch.no_grad(), eval_mode(ctx.model):
             embeddings = ctx.model(result.adversarial).float().cpu()
         metrics = retrieval_metrics(embeddings, ctx.labels[batch], ctx.gallery, ctx.labels, exclude_index=batch,

@@ -29,9 +29,15 @@ from typing import Callable
 
 import torch
 
-from robustdml.registry import Registry
+STATIONARY_JITTER = 1e-7
 
-OBJECTIVES: Registry = Registry("attack objective")
+
+def jittered(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``targets`` (float32) moved by -1e-7, 0 or +1e-7 per coordinate at random: an objective such
+    as the distance to the clean embedding is stationary at the clean input (zero gradient), and an
+    attack that starts there would never move. RobRank does the same (attacks/advrank.py ``embShift``)."""
+    noise = torch.randint(-1, 2, targets.shape, generator=generator).to(device=targets.device, dtype=torch.float32)
+    return targets.float() + STATIONARY_JITTER * noise
 
 
 def squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -204,12 +210,3 @@ def ranking_margin(positives: torch.Tensor, negatives: torch.Tensor) -> Objectiv
     sets hold the candidates that matter). Only the currently nearest positive and negative get
     gradient, so the attack always works on the pair that decides the top-1."""
     return Objective(_margin, positives, negatives)
-
-
-for _name, _builder in [("push", push_from), ("pull", pull_to), ("pull-many", pull_to_many),
-                        ("push-many", push_from_many), ("pull-mean", pull_to_mean), ("cosine", cosine_to),
-                        ("misrank", misrank), ("rank-before", rank_before), ("rank-after", rank_after),
-                        ("candidate-rank-before", candidate_rank_before),
-                        ("candidate-rank-after", candidate_rank_after), ("negatives-first", negatives_first),
-                        ("margin", ranking_margin)]:
-    OBJECTIVES.add(_name, _builder)

@@ -1,8 +1,9 @@
 """The dataset registry, ``build_dataset`` and ``fetch`` (the ``robustdml data NAME`` command).
 
-Each registry entry is a :class:`DatasetSpec`: how to build the dataset and the facts about it that
-the rest of the library needs (training defaults, whether its test classes are unseen in training);
-its builder's keyword arguments are its options (``image_size`` for the image benchmarks).
+Each registry entry is a :class:`~robustdml.data.entries.DatasetSpec`: how to build the dataset and every
+fact about it the rest of the library needs (training defaults, zero-shot split, input size, source,
+download); its builder's keyword arguments are its options (``image_size`` for the image benchmarks). A new
+dataset is one builder with its ``@_dataset(...)`` line here (or in a module of its own that uses it).
 
 Builders import their loaders lazily: the image benchmarks pull in torchvision and PIL, which
 ``robustdml data --list`` or a Fashion-MNIST run should not pay for.
@@ -10,18 +11,17 @@ Builders import their loaders lazily: the image benchmarks pull in torchvision a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+import robustdml.data.sources as S
 from robustdml.data.base import DatasetNotFoundError, RetrievalDataset
 from robustdml.data.download import DownloadError
-from robustdml.data.sources import DATA_DIR, DOWNLOADS, how_to_get
-from robustdml.registry import Registry, builder_options, check_known_options
+from robustdml.data.entries import DATASETS, DatasetSpec, dataset_spec, how_to_get
+from robustdml.data.sources import DATA_DIR, DatasetDownload
+from robustdml.registry import check_known_options
 
 SPLITS = ("train", "test")
-
-DATASETS: Registry = Registry("dataset")
 
 # CPU-sized training defaults for 28px sets; the paper-sized protocol (ResNet-50 with frozen BN, 2 images
 # per class, batch 112, Adam 1e-5, weight decay 4e-4) for the image benchmarks.
@@ -31,103 +31,14 @@ IMAGE_BENCHMARK = dict(model="resnet50", batch_size=112, samples_per_class=2, ep
                        weight_decay=4e-4, miner="distance-weighted")
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A registry entry. ``defaults``: training configuration defaults for this dataset (fields of
-    ``TrainConfig``); ``zero_shot``: its test classes are unseen in training, so validation holds out
-    whole classes too."""
-
-    build: Callable[..., RetrievalDataset]
-    defaults: Dict[str, Any] = field(default_factory=dict)
-    zero_shot: bool = False
-
-    def options(self) -> Dict[str, Any]:
-        """The options (beyond split and root) the builder accepts, with their defaults."""
-        return builder_options(self.build, exclude=("split", "root"))
-
-
-def _dataset(name: str, defaults: Dict[str, Any], zero_shot: bool = False):
+def _dataset(name: str, defaults: Dict[str, Any], source: str, input_size: Optional[int] = None,
+             zero_shot: bool = False, download: Optional[DatasetDownload] = None, fetch: Optional[Callable] = None):
+    """The registry line of a dataset: its builder below, with its entry's facts (see :class:`DatasetSpec`)."""
     def register(build):
-        DATASETS.add(name, DatasetSpec(build, dict(defaults), zero_shot))
+        DATASETS.add(name, DatasetSpec(build, dict(defaults), zero_shot, input_size, source, download, fetch))
         return build
 
     return register
-
-
-@_dataset("fashion-mnist", SMALL_IMAGES)
-def _fashion_mnist(split: str, root: Optional[str] = None) -> RetrievalDataset:
-    from robustdml.data.mnist import load_fashion_mnist
-
-    return load_fashion_mnist(split, root)
-
-
-@_dataset("mnist-idx", SMALL_IMAGES)
-def _mnist_idx(split: str, root: Optional[str] = None) -> RetrievalDataset:
-    from robustdml.data.mnist import load_mnist_idx
-
-    return load_mnist_idx(split, root)
-
-
-@_dataset("synthetic-gaussian", dict(model="mlp", embedding_dim=2, batch_size=32, samples_per_class=16, epochs=20,
-                                     lr=1e-3, weight_decay=0.0, miner="all"))
-def _synthetic_gaussian(split: str, root: Optional[str] = None, dim: int = 2, samples_per_class: int = 500,
-                        seed: int = 0) -> RetrievalDataset:
-    from robustdml.data.synthetic import make_two_gaussians
-
-    return make_two_gaussians(split, dim=dim, samples_per_class=samples_per_class, seed=seed)
-
-
-@_dataset("cub200", {**IMAGE_BENCHMARK, "epochs": 150}, zero_shot=True)
-def _cub200(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
-    from robustdml.data.images import load_cub200
-
-    return load_cub200(split, root, image_size=image_size)
-
-
-@_dataset("cars196", {**IMAGE_BENCHMARK, "epochs": 150}, zero_shot=True)
-def _cars196(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
-    from robustdml.data.images import load_cars196
-
-    return load_cars196(split, root, image_size=image_size)
-
-
-@_dataset("sop", IMAGE_BENCHMARK, zero_shot=True)
-def _sop(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
-    from robustdml.data.images import load_sop
-
-    return load_sop(split, root, image_size=image_size)
-
-
-@_dataset("image-folder", IMAGE_BENCHMARK, zero_shot=True)
-def _image_folder(split: str, root: Optional[str] = None, image_size: int = 224,
-                  zero_shot: bool = True) -> RetrievalDataset:
-    from robustdml.data.images import load_image_folder
-
-    return load_image_folder(split, root, image_size=image_size, zero_shot=zero_shot)
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    """The registry entry of dataset ``name`` (unknown names fail listing the valid ones)."""
-    return DATASETS.get(name)
-
-
-def dataset_options(name: str) -> dict:
-    """The options (beyond split and root) that dataset ``name`` accepts, with their defaults."""
-    return dataset_spec(name).options()
-
-
-def build_dataset(name: str, split: str, root: Optional[str] = None, **options) -> RetrievalDataset:
-    """Dataset ``name`` (see ``DATASETS.names()``), ``split`` in {"train", "test"}; ``root`` where it lives."""
-    spec = dataset_spec(name)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    check_known_options("dataset", name, options, spec.options())
-    return spec.build(split, root=root, **options)
-
-
-def _sizes(name: str, root: Optional[str]) -> str:
-    sizes = {split: len(build_dataset(name, split, root=root)) for split in SPLITS}
-    return f"{sizes['train']} train / {sizes['test']} test items"
 
 
 def _fetch_fashion_mnist(root: Optional[str], report: Callable[[str], None], allow_download: bool) -> bool:
@@ -152,13 +63,91 @@ def _fetch_fashion_mnist(root: Optional[str], report: Callable[[str], None], all
     return True
 
 
+def _generated(root: Optional[str], report: Callable[[str], None], allow_download: bool) -> bool:
+    report(S.SYNTHETIC_SOURCE)
+    return True
+
+
+@_dataset("fashion-mnist", SMALL_IMAGES, S.FASHION_MNIST_SOURCE, input_size=28, fetch=_fetch_fashion_mnist)
+def _fashion_mnist(split: str, root: Optional[str] = None) -> RetrievalDataset:
+    from robustdml.data.mnist import load_fashion_mnist
+
+    return load_fashion_mnist(split, root)
+
+
+@_dataset("mnist-idx", SMALL_IMAGES, S.MNIST_IDX_SOURCE, input_size=28)
+def _mnist_idx(split: str, root: Optional[str] = None) -> RetrievalDataset:
+    from robustdml.data.mnist import load_mnist_idx
+
+    return load_mnist_idx(split, root)
+
+
+@_dataset("synthetic-gaussian", dict(model="mlp", embedding_dim=2, batch_size=32, samples_per_class=16, epochs=20,
+                                     lr=1e-3, weight_decay=0.0, miner="all"), S.SYNTHETIC_SOURCE, fetch=_generated)
+def _synthetic_gaussian(split: str, root: Optional[str] = None, dim: int = 2, samples_per_class: int = 500,
+                        seed: int = 0) -> RetrievalDataset:
+    from robustdml.data.synthetic import make_two_gaussians
+
+    return make_two_gaussians(split, dim=dim, samples_per_class=samples_per_class, seed=seed)
+
+
+@_dataset("cub200", {**IMAGE_BENCHMARK, "epochs": 150}, S.CUB200_SOURCE, 224, zero_shot=True,
+          download=S.CUB200_DOWNLOAD)
+def _cub200(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
+    from robustdml.data.images import load_cub200
+
+    return load_cub200(split, root, image_size=image_size)
+
+
+@_dataset("cars196", {**IMAGE_BENCHMARK, "epochs": 150}, S.CARS196_SOURCE, 224, zero_shot=True,
+          download=S.CARS196_DOWNLOAD)
+def _cars196(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
+    from robustdml.data.images import load_cars196
+
+    return load_cars196(split, root, image_size=image_size)
+
+
+@_dataset("sop", IMAGE_BENCHMARK, S.SOP_SOURCE, 224, zero_shot=True, download=S.SOP_DOWNLOAD)
+def _sop(split: str, root: Optional[str] = None, image_size: int = 224) -> RetrievalDataset:
+    from robustdml.data.images import load_sop
+
+    return load_sop(split, root, image_size=image_size)
+
+
+@_dataset("image-folder", IMAGE_BENCHMARK, S.IMAGE_FOLDER_SOURCE, 224, zero_shot=True)
+def _image_folder(split: str, root: Optional[str] = None, image_size: int = 224,
+                  zero_shot: bool = True) -> RetrievalDataset:
+    from robustdml.data.images import load_image_folder
+
+    return load_image_folder(split, root, image_size=image_size, zero_shot=zero_shot)
+
+
+def dataset_options(name: str) -> dict:
+    """The options (beyond split and root) that dataset ``name`` accepts, with their defaults."""
+    return dataset_spec(name).options()
+
+
+def build_dataset(name: str, split: str, root: Optional[str] = None, **options) -> RetrievalDataset:
+    """Dataset ``name`` (see ``DATASETS.names()``), ``split`` in {"train", "test"}; ``root`` where it lives."""
+    spec = dataset_spec(name)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_known_options("dataset", name, options, spec.options())
+    return spec.build(split, root=root, **options)
+
+
+def _sizes(name: str, root: Optional[str]) -> str:
+    sizes = {split: len(build_dataset(name, split, root=root)) for split in SPLITS}
+    return f"{sizes['train']} train / {sizes['test']} test items"
+
+
 def _fetch_archives(name: str, root: Optional[str], report: Callable[[str], None], allow_download: bool) -> bool:
     """Download (unless present) and extract the files of ``name`` so that ``root`` (default
     ./data/<folder>) holds the dataset; checksums verified where known, the layout always."""
     from robustdml.data.download import download, extract
     from robustdml.data.sources import local_path
 
-    plan = DOWNLOADS[name]
+    plan = dataset_spec(name).download
     folder = Path(root) if root else DATA_DIR / plan.folder
     try:
         report(f"{name}: found in {folder.resolve()} ({_sizes(name, str(folder))})")
@@ -218,13 +207,10 @@ def fetch(name: str, root: Optional[str] = None, report: Callable[[str], None] =
     """``robustdml data NAME``: find the dataset (in ``root`` when given), or download it where that is
     possible (Fashion-MNIST, CUB-200-2011, CARS196, SOP), checking checksums; otherwise say where to get it
     and where to put it. Returns whether the dataset is ready; raises DownloadError when a download fails."""
-    dataset_spec(name)  # unknown names fail with the list of valid ones
-    if name == "synthetic-gaussian":
-        report(how_to_get(name))
-        return True
-    if name == "fashion-mnist":
-        return _fetch_fashion_mnist(root, report, allow_download)
-    if name in DOWNLOADS:
+    spec = dataset_spec(name)  # unknown names fail with the list of valid ones
+    if spec.fetch is not None:
+        return spec.fetch(root, report, allow_download)
+    if spec.download is not None:
         return _fetch_archives(name, root, report, allow_download)
     if root is None:
         report(f"{name}: no automatic download. {how_to_get(name)}")

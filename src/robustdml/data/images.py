@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from robustdml.data.base import DatasetNotFoundError, RetrievalDataset
-from robustdml.data.sources import DATA_DIR, DOWNLOADS, how_to_get
+from robustdml.data.entries import dataset_spec, how_to_get
+from robustdml.data.sources import DATA_DIR
 from robustdml.data.splits import zero_shot_split
 from robustdml.data.transforms import evaluation_transform, training_transform
 
@@ -75,9 +76,10 @@ def _check_split(split: str) -> None:
 def _root(root: Optional[str], dataset: str, required: Sequence[str]) -> Path:
     """``root`` (the only place looked at when given), else where ``robustdml data NAME`` puts the dataset."""
     if not root:
-        if dataset not in DOWNLOADS:
+        download = dataset_spec(dataset).download
+        if download is None:
             raise DatasetNotFoundError(f"{dataset} needs a data root (--data-root). " + how_to_get(dataset))
-        root = str(DATA_DIR / DOWNLOADS[dataset].folder)
+        root = str(DATA_DIR / download.folder)
     base = Path(root)
     missing = [str((base / name).resolve()) for name in required if not (base / name).exists()]
     if missing:

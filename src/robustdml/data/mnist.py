@@ -10,7 +10,8 @@ import torch
 from robustdml.data.base import DatasetNotFoundError, TensorRetrievalDataset
 from robustdml.data.download import Checksum, DownloadError, download
 from robustdml.data.idx import FILES, find_idx_file, load_idx_split, missing_idx_files, read_idx
-from robustdml.data.sources import DATA_DIR, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256, how_to_get
+from robustdml.data.entries import how_to_get
+from robustdml.data.sources import DATA_DIR, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 LOCAL_FASHION_MNIST = DATA_DIR / "fashion-mnist"

@@ -1,15 +1,14 @@
-"""Where each dataset comes from, how it is checked, and how it must be laid out on disk.
-
-One place for the URLs and checksums ``robustdml data NAME`` downloads with, and for the text that
-error messages print, so that a missing dataset always says the same, complete thing: the official
-URL, where to put the file by hand, and the expected layout.
+"""Where each dataset comes from, how it is checked, and how it must be laid out on disk: the download
+declarations (URLs, checksums) and the texts error messages print, so that a missing dataset always says the
+same, complete thing (the official URL, where to put the file by hand, the expected layout). Each dataset's
+registry entry (:mod:`robustdml.data.catalog`) names its own; nothing here is looked up by name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from robustdml.data.download import Checksum
 
@@ -60,27 +59,25 @@ class DatasetDownload:
     files: Tuple[RemoteFile, ...]
 
 
-DOWNLOADS: Dict[str, DatasetDownload] = {
-    # CaltechDATA record 65de6-vp158 (the official location); MD5 as published with the record and
-    # used by torchvision-style loaders.
-    "cub200": DatasetDownload("CUB_200_2011", (
-        RemoteFile(("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",),
-                   "CUB_200_2011.tgz", Checksum("md5", "97eceeb196236b17998738112f37df78"), top="CUB_200_2011"),)),
-    # Stanford's car196 files (Krause et al.); MD5s as published by the loaders that download these
-    # same files (Stanford publishes none).
-    "cars196": DatasetDownload("cars196", (
-        RemoteFile(("https://ai.stanford.edu/~jkrause/car196/car_ims.tgz",), "car_ims.tgz",
-                   Checksum("md5", "d5c8f0aa497503f355e17dc7886c3f14"), top="car_ims", into="car_ims"),
-        RemoteFile(("https://ai.stanford.edu/~jkrause/car196/cars_annos.mat",), "cars_annos.mat",
-                   Checksum("md5", "b407c6086d669747186bd1d764ff9dbc")))),
-    # The copy the authors' README (github.com/rksltnl/Deep-Metric-Learning-CVPR16) links since their
-    # FTP server went away. Checksum unknown: the MD5 cited for the FTP copy may not match this one,
-    # so the zip's CRCs and the layout (Ebay_train.txt / Ebay_test.txt) are checked instead.
-    "sop": DatasetDownload("Stanford_Online_Products", (
-        RemoteFile(("https://drive.usercontent.google.com/download?id=1TclrpQOF_ullUP99wk_gjGN8pKvtErG8"
-                    "&export=download&confirm=t",), "Stanford_Online_Products.zip", None,
-                   top="Stanford_Online_Products"),)),
-}
+# CaltechDATA record 65de6-vp158 (the official location); MD5 as published with the record and used by
+# torchvision-style loaders.
+CUB200_DOWNLOAD = DatasetDownload("CUB_200_2011", (
+    RemoteFile(("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",),
+               "CUB_200_2011.tgz", Checksum("md5", "97eceeb196236b17998738112f37df78"), top="CUB_200_2011"),))
+# Stanford's car196 files (Krause et al.); MD5s as published by the loaders that download these same files
+# (Stanford publishes none).
+CARS196_DOWNLOAD = DatasetDownload("cars196", (
+    RemoteFile(("https://ai.stanford.edu/~jkrause/car196/car_ims.tgz",), "car_ims.tgz",
+               Checksum("md5", "d5c8f0aa497503f355e17dc7886c3f14"), top="car_ims", into="car_ims"),
+    RemoteFile(("https://ai.stanford.edu/~jkrause/car196/cars_annos.mat",), "cars_annos.mat",
+               Checksum("md5", "b407c6086d669747186bd1d764ff9dbc"))))
+# The copy the authors' README (github.com/rksltnl/Deep-Metric-Learning-CVPR16) links since their FTP server
+# went away. Checksum unknown: the MD5 cited for the FTP copy may not match this one, so the zip's CRCs and
+# the layout (Ebay_train.txt / Ebay_test.txt) are checked instead.
+SOP_DOWNLOAD = DatasetDownload("Stanford_Online_Products", (
+    RemoteFile(("https://drive.usercontent.google.com/download?id=1TclrpQOF_ullUP99wk_gjGN8pKvtErG8"
+                "&export=download&confirm=t",), "Stanford_Online_Products.zip", None,
+               top="Stanford_Online_Products"),))
 
 
 def local_path(file: RemoteFile, dataset_folder: Path) -> Path:
@@ -92,42 +89,35 @@ _IDX_FILES = ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx
               "(each optionally .gz)")
 
 
-def _by_hand(name: str) -> str:
-    download = DOWNLOADS[name]
+def by_hand(name: str, download: DatasetDownload) -> str:
+    """How to get a downloadable dataset, also offline."""
     folder = DATA_DIR / download.folder
     files = " and ".join(f"{file.urls[0]} to {local_path(file, folder)}" for file in download.files)
-    return (f"`robustdml data {name}` downloads and extracts it into {DATA_DIR / download.folder}; offline, "
-            f"download {files} on a machine with internet and run `robustdml data {name}` again to check and "
-            f"extract it")
+    return (f"`robustdml data {name}` downloads and extracts it into {folder}; offline, download {files} on a "
+            f"machine with internet and run `robustdml data {name}` again to check and extract it")
 
 
-SOURCES = {
-    "fashion-mnist": (
-        "Fashion-MNIST: `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu, installs "
-        f"/usr/share/datasets/fashion-mnist), or `robustdml data fashion-mnist` to download it from "
-        f"{FASHION_MNIST_URL} into {DATA_DIR / 'fashion-mnist'} (offline: put the four .gz files there by hand), "
-        f"or pass --data-root FOLDER holding {_IDX_FILES}."),
-    "mnist-idx": (
-        f"mnist-idx: pass --data-root FOLDER holding MNIST-format idx files named {_IDX_FILES}, e.g. MNIST "
-        "from https://yann.lecun.com/exdb/mnist/ or KMNIST from https://github.com/rois-codh/kmnist."),
-    "synthetic-gaussian": "synthetic-gaussian is generated on the fly; there is nothing to download.",
-    "cub200": (
-        "CUB-200-2011 (https://data.caltech.edu/records/65de6-vp158): " + _by_hand("cub200")
-        + "; or pass --data-root .../CUB_200_2011 (the folder holding images.txt, image_class_labels.txt and "
-        "images/)."),
-    "cars196": (
-        "CARS196 (https://ai.stanford.edu/~jkrause/cars/car_dataset.html): " + _by_hand("cars196")
-        + "; or pass --data-root FOLDER holding cars_annos.mat and car_ims/."),
-    "sop": (
-        "Stanford Online Products (https://cvgl.stanford.edu/projects/lifted_struct/): " + _by_hand("sop")
-        + "; or pass --data-root .../Stanford_Online_Products (the folder holding Ebay_train.txt, Ebay_test.txt "
-        "and the <category>_final/ image folders)."),
-    "image-folder": (
-        "image-folder: pass --data-root ROOT holding one sub-folder of images per class (ROOT/<class>/*.jpg; "
-        "the first half of the classes train, the second half test), or with zero_shot=False "
-        "ROOT/train/<class>/* and ROOT/test/<class>/*."),
-}
-
-
-def how_to_get(name: str) -> str:
-    return SOURCES.get(name, f"{name}: no instructions known")
+FASHION_MNIST_SOURCE = (
+    "Fashion-MNIST: `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu, installs "
+    f"/usr/share/datasets/fashion-mnist), or `robustdml data fashion-mnist` to download it from "
+    f"{FASHION_MNIST_URL} into {DATA_DIR / 'fashion-mnist'} (offline: put the four .gz files there by hand), "
+    f"or pass --data-root FOLDER holding {_IDX_FILES}.")
+MNIST_IDX_SOURCE = (
+    f"mnist-idx: pass --data-root FOLDER holding MNIST-format idx files named {_IDX_FILES}, e.g. MNIST "
+    "from https://yann.lecun.com/exdb/mnist/ or KMNIST from https://github.com/rois-codh/kmnist.")
+SYNTHETIC_SOURCE = "synthetic-gaussian is generated on the fly; there is nothing to download."
+CUB200_SOURCE = (
+    "CUB-200-2011 (https://data.caltech.edu/records/65de6-vp158): " + by_hand("cub200", CUB200_DOWNLOAD)
+    + "; or pass --data-root .../CUB_200_2011 (the folder holding images.txt, image_class_labels.txt and "
+    "images/).")
+CARS196_SOURCE = (
+    "CARS196 (https://ai.stanford.edu/~jkrause/cars/car_dataset.html): " + by_hand("cars196", CARS196_DOWNLOAD)
+    + "; or pass --data-root FOLDER holding cars_annos.mat and car_ims/.")
+SOP_SOURCE = (
+    "Stanford Online Products (https://cvgl.stanford.edu/projects/lifted_struct/): " + by_hand("sop", SOP_DOWNLOAD)
+    + "; or pass --data-root .../Stanford_Online_Products (the folder holding Ebay_train.txt, Ebay_test.txt "
+    "and the <category>_final/ image folders).")
+IMAGE_FOLDER_SOURCE = (
+    "image-folder: pass --data-root ROOT holding one sub-folder of images per class (ROOT/<class>/*.jpg; "
+    "the first half of the classes train, the second half test), or with zero_shot=False "
+    "ROOT/train/<class>/* and ROOT/test/<class>/*.")

@@ -1,4 +1,4 @@
-"""Training-step strategies: each turns a labelled batch into a loss (DESIGN.md "A defense = ...")."""
+"""Training-step strategies: each turns a labelled batch into a loss (one class per defense, registered in DEFENSES)."""
 
 from robustdml.defenses.base import DEFENSES, Defense, StepOutput, build_defense
 

@@ -7,6 +7,8 @@ published method is a drop-in strategy selected by name.
 
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from robustdml.losses import build_loss, build_miner, loss_kind
+from robustdml.options import unknown_options
 from robustdml.registry import Registry
 
 DEFENSES: Registry = Registry("defense")
@@ -84,4 +87,13 @@ class Defense:
 
 
 def build_defense(name: str, **options) -> Defense:
-    return DEFENSES.get(name)(**options)
+    """The registered defense ``name`` with ``options``; an option it does not take is an
+    :class:`~robustdml.options.OptionError` naming it (defenses that take ``**options`` check their own)."""
+    cls = DEFENSES.get(name)
+    parameters = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        unknown = {key: value for key, value in options.items() if key not in parameters}
+        if unknown:
+            shared = ("self", "loss", "miner", "loss_options", "miner_options", "image_shape")
+            raise unknown_options(name, unknown, [p for p in parameters if p not in shared])
+    return cls(**options)

@@ -23,25 +23,20 @@ Defaults: what the reference code (github.com/intherejeet/MDProp) does
 
 Our options (``--defense-option KEY=VALUE``), each a reason to depart from the reference
 - ``targets=nearest-other-class``: each image's nearest other-class embeddings in its batch are its
-  targets (this library's first reading of the paper, which says targets come from other classes;
-  the reference ignores labels);
-- ``num_targets=N``: MTAX targets (the paper's ablation varies it; we used 3 before);
+  targets (a reading of the paper, which says targets come from other classes; the reference ignores
+  labels);
+- ``num_targets=N``: MTAX targets (the paper's ablation varies it);
 - ``eps_space=pixel``: eps in pixel units, one radius for every channel, with any ``engine``/``norm``
   (to compare with the pixel-space eps of the other defenses; the reference's normalised eps is tiny
   in pixels);
 - ``steps=K`` (and ``step_size``): a stronger adversary (step size eps/K in the reference's rule;
   with ``eps_space=pixel`` the engine's default 2.5 eps/K);
 - ``mix=separate`` (with ``weights={clean: w, stax: w, ...}``): every image gets a copy of every
-  distribution, each distribution has its own forward and loss, L = sum_d w_d L(d) (our first
-  reading: the paper writes the loss per distribution);
+  distribution, each distribution has its own forward and loss, L = sum_d w_d L(d) (a reading of the
+  paper, which writes the loss per distribution);
 - ``uax=true``: UAX, unadversarial examples pulled towards the centre of their own class (mean
   embedding of the class among the images perturbed), with a BN of their own. This is OUR reading of
   the paper: the reference code has no UAX path. With ``mix=joint`` the batch is then split in thirds.
-
-Our earlier defaults were ``targets=nearest-other-class num_targets=3 eps_space=pixel eps=0.03 steps=3
-mix=separate uax=true``; two things differ from them: target embeddings now come from the BN of the
-distribution being generated (they came from the clean BN) and MTAX descends the reference's
-``(mean_t ||e_t - f(x')||)^2`` (it was the mean squared distance).
 """
 
 from __future__ import annotations
@@ -50,10 +45,10 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from robustdml.attacks import objectives as O
 from robustdml.defenses.base import DEFENSES, StepOutput
-from robustdml.defenses.common import AdversarialDefense, bool_option, clean_embeddings, number_option
-from robustdml.models.mode import eval_mode
+from robustdml.attacks.engines import ChannelPGD
+from robustdml.defenses.adversarial import AdversarialDefense, clean_embeddings
+from robustdml.options import bool_option, number_option
 from robustdml.models.multibn import CLEAN, convert_to_multi_bn, multi_bn_modules, use_distribution, use_segments
 
 TARGET_RULES = ("random", "nearest-other-class")
@@ -90,46 +85,6 @@ def pull_towards(targets: torch.Tensor):
     """MDProp's adversary objective (maximised): ``-(mean_t ||e_t - f(x')||)^2``, targets (B, T, E)."""
     targets = targets.detach()
     return lambda embeddings: -(embeddings[:, None, :] - targets).norm(dim=2).mean(dim=1).pow(2)
-
-
-class ChannelPGD:
-    """l_inf PGD with the radius, step and start given in the model's normalised input space.
-
-    A sign step of ``eps`` on ``(x - mean) / std`` is a step of ``eps * std[c]`` on channel ``c`` of
-    the pixels (the sign of the gradient is the same in both spaces), so the adversary runs in
-    pixel space with a per-channel radius, projects onto that box and clips to [0,1].
-    """
-
-    name = "pgd-normalised"
-
-    def __init__(self, eps: float, steps: int, step_size: float, start: float):
-        self.eps, self.steps, self.step_size, self.start = float(eps), int(steps), float(step_size), float(start)
-
-    @staticmethod
-    def channel_scale(model, images: torch.Tensor) -> torch.Tensor:
-        std = getattr(model, "std", None)
-        if std is None:
-            raise ValueError("mdprop: eps_space=normalised needs a model with a `std` buffer (EmbeddingModel); "
-                             "use eps_space=pixel for other models")
-        return std.to(images).view((1, -1) + (1,) * (images.dim() - 2))
-
-    def perturb(self, model, images: torch.Tensor, objective, generator: Optional[torch.Generator] = None):
-        images = images.detach()
-        scale = self.channel_scale(model, images)
-        radius = self.eps * scale
-        noise = torch.rand(images.shape, generator=generator, dtype=images.dtype).to(images.device)
-        adversarial = (images + (2 * noise - 1) * self.start * scale).clamp(0.0, 1.0)
-        with eval_mode(model):
-            for _ in range(self.steps):
-                adversarial.requires_grad_(True)
-                (grad,) = torch.autograd.grad(objective(model(adversarial)).sum(), adversarial)
-                adversarial = adversarial.detach() + self.step_size * scale * grad.sign()
-                adversarial = torch.minimum(torch.maximum(adversarial, images - radius), images + radius).clamp(0.0, 1.0)
-        return adversarial.detach()
-
-    def __repr__(self) -> str:
-        return (f"{self.name}(eps={self.eps:.4g} x std, steps={self.steps}, step_size={self.step_size:.4g} x std, "
-                f"start={self.start:.4g} x std)")
 
 
 class _MultiDistributionDefense(AdversarialDefense):

@@ -34,9 +34,11 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.defenses.base import DEFENSES, StepOutput
-from robustdml.defenses.common import (EPS_28PX, TRIPLET_SAMPLERS, AdversarialDefense, EarlyStopPGD, bool_option,
-                                       clean_embeddings, input_size, number_option, one_triplet_per_anchor,
-                                       sampled_triplet_per_anchor, triplet_hardness)
+from robustdml.attacks.engines import EarlyStopPGD
+from robustdml.defenses.adversarial import EPS_28PX, AdversarialDefense, clean_embeddings, input_size
+from robustdml.losses.triplets import (TRIPLET_SAMPLERS, one_triplet_per_anchor, sampled_triplet_per_anchor,
+                                       triplet_hardness)
+from robustdml.options import bool_option, number_option
 from robustdml.losses import build_miner
 from robustdml.losses.ics import intra_class_structure_loss
 from robustdml.losses.tuples import SPC2RandomMiner
@@ -119,7 +121,7 @@ def _collapse_objective(count: int):
 class AntiCollapseTriplet(RobRankDefense):
     """ACT (anti-collapse triplet; reference: defenses/pnp.py ``pnp_training_step`` and
     ``PositiveNegativePerplexing.pncollapse``): triplets are mined on the clean embeddings with the
-    training miner, one kept per anchor (:func:`~robustdml.defenses.common.one_triplet_per_anchor`;
+    training miner, one kept per anchor (:func:`~robustdml.losses.triplets.one_triplet_per_anchor`;
     with ``miner: spc2-random`` on pair batches that is every mined triplet, (2i, 2i + 1, a random
     negative), as the reference's ``ptripletN`` recipe mines; with the default ``semihard`` miner, a
     random one of each anchor's semihard triplets), PGD moves each p and n towards each other,
@@ -175,7 +177,7 @@ class HardnessManipulation(RobRankDefense):
 
     - ``source`` (default ``softhard``, the reference's source miner, which overrides the loss's own
       miner): how the source triplet of each anchor is sampled, one of ``random``, ``semihard``,
-      ``softhard``, ``hardest`` (:func:`~robustdml.defenses.common.sampled_triplet_per_anchor`),
+      ``softhard``, ``hardest`` (:func:`~robustdml.losses.triplets.sampled_triplet_per_anchor`),
       ``distance-weighted`` (pytorch-metric-learning's miner) or ``miner`` (the training miner).
     - ``destination`` (default ``semihard``): H_D of each anchor is the hardness of a second triplet
       of that anchor sampled this way (clean embeddings); the source's where none is found.
@@ -188,10 +190,8 @@ class HardnessManipulation(RobRankDefense):
       ``spc2-*`` miners; otherwise every item with a positive and a negative is an anchor.
     - ``ics=true`` adds ``ics_weight`` (0.5; the reference uses 0.05 on SOP) x L_ICS
       (:mod:`robustdml.losses.ics`: [d(a, a') - d(a, p)]_+ with the clean a and p).
-    The paper's HM (the reference's ``ghmetsmi``) is ``lga=true ics=true``. Our earlier readings
-    were the training miner's triplets as source (kept: ``source=miner``), LGA interpolating from
-    H_S towards a destination miner, and ICS against the adversarial positive with a margin; the
-    reference code is unambiguous on the last two, so they were dropped.
+    The paper's HM (the reference's ``ghmetsmi``) is ``lga=true ics=true``. ``source=miner`` (the
+    training miner's triplets as source) is a reading of the paper the reference code does not take.
     """
 
     name = "hm"

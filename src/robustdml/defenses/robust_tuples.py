@@ -25,7 +25,9 @@ import torch
 
 from robustdml.attacks import objectives as O
 from robustdml.defenses.base import DEFENSES, StepOutput
-from robustdml.defenses.common import AdversarialDefense, clean_embeddings, number_option, one_triplet_per_anchor
+from robustdml.defenses.adversarial import AdversarialDefense, clean_embeddings
+from robustdml.losses.triplets import one_triplet_per_anchor
+from robustdml.options import number_option
 
 PERTURB_TARGETS = ("positive", "anchor", "negative")
 
@@ -39,7 +41,7 @@ class _RobustTuples(AdversarialDefense):
                  shift_weight: float = 1.0, **options):
         super().__init__(**options)
         self.require_loss_kind(self.kind)
-        self.attack_rate = number_option(self.name, "attack_rate", attack_rate)
+        self.attack_rate = number_option(self.name, "attack_rate", attack_rate, low=0, high=1)
         if not 0.0 <= self.attack_rate <= 1.0:
             raise ValueError(f"{self.name}: attack_rate must be in [0, 1], got {attack_rate}")
         if perturb not in PERTURB_TARGETS:

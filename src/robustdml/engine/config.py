@@ -157,25 +157,20 @@ class TrainConfig:
             build_loss(self.loss, **self.loss_options)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"invalid loss_options={self.loss_options!r}: {error}") from None
-        from robustdml.defenses.common import number_option
+        self._validate_defense_options()
 
-        options = {}
-        for key, value in self.defense_options.items():
-            if key in ("eps", "step_size", "attack_rate", "steps"):
-                try:
-                    value = number_option(self.defense, key, value)
-                except ValueError as error:
-                    raise ConfigError(f"invalid defense_options.{key}={value!r}: {error}") from None
-                if not math.isfinite(value):
-                    raise ConfigError(f"invalid defense_options.{key}={value!r}: must be a finite number")
-            options[key] = value
-        for key in ("eps", "step_size"):
-            if key in options and float(options[key]) < 0:
-                raise ConfigError(f"invalid defense_options.{key}={options[key]!r}: must be >= 0")
-        if "attack_rate" in options and not 0.0 <= float(options["attack_rate"]) <= 1.0:
-            raise ConfigError(f"invalid defense_options.attack_rate={options['attack_rate']!r}: must be in [0, 1]")
-        if "steps" in options and int(options["steps"]) < 1:
-            raise ConfigError(f"invalid defense_options.steps={options['steps']!r}: must be >= 1")
+    def _validate_defense_options(self) -> None:
+        """The defense checks its own options (each defense owns their names, defaults and bounds): a dry
+        build here turns a bad value into an error naming ``defense_options.<field>`` before any work."""
+        from robustdml.defenses import build_defense
+        from robustdml.options import OptionError
+
+        try:
+            build_defense(self.defense, **self.defense_options)
+        except OptionError as error:
+            raise ConfigError(f"invalid defense_options.{error.field}={error.value!r}: {error.reason}") from None
+        except (TypeError, ValueError):
+            pass  # needs the loss, the miner or the data: checked where the defense is built for training
 
     def _validate_names(self) -> None:
         """Unknown names fail here, before any data is read, listing the valid ones."""

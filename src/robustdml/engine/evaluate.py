@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
@@ -40,9 +39,6 @@ class LoadedRun:
         and the clean BN, ``robustness-last``, ``robustness-bn-uax``, ``robustness-last-bn-uax`` otherwise."""
         return base + ("-last" if self.requested == "last" else "") + (
             f"-bn-{self.distribution}" if self.distribution != CLEAN else "")
-
-    def report_dir(self, base: str = "robustness") -> Path:
-        return self.run.path / self.report_name(base)
 
 
 def checkpoint_to_load(run: RunDirectory, config: TrainConfig, requested: str) -> str:

@@ -7,7 +7,7 @@ with CA/QA as rank percentiles (%), TMA a cosine, ES:D a distance in [0, 2], ES:
 as R@1 after the attack (%) and GTT as retain@4 (%), as the reference computes it (robrank
 tools/pjswipe.py ``ersnormalize``): no term is clipped, so a term can leave [0, 100] (e.g. 2*CA+
 above 100 when the candidate ends below its random rank, 100*(1-TMA) above 100 for a negative
-cosine). ``clip=True`` clips each term to [0, 100] (our earlier reading).
+cosine). ``clip=True`` clips each term to [0, 100] (a reading of the paper's "0-100" scale).
 The attack profile that produces the scores is :func:`robustdml.robustness.spec.ers_spec`.
 
 Interval: every input is a mean over the attacked queries (a rank percentile, a cosine, a shift, or
@@ -31,7 +31,7 @@ ERS_LEVEL = 0.95
 
 def ers_terms(scores: Mapping[str, float], clip: bool = False) -> Dict[str, float]:
     """The ten normalised terms (100 = robust), keyed like the inputs; ``clip``: each to [0, 100]."""
-    _require_every_input(scores, "ERS needs scores for {} (run those attacks, e.g. with_ers=True)")
+    _require_every_input(scores, "ERS needs scores for {} (run those attacks: an ERS profile, AttackSpec(ers=ers_spec(28)) or --ers)")
     terms = _normalised(scores)
     if clip:
         return {key: min(100.0, max(0.0, float(value))) for key, value in terms.items()}

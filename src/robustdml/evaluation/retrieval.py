@@ -21,6 +21,7 @@ grows as Q * k * log k: pass ``include_map=False`` when only R@k is needed.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -78,16 +79,28 @@ def _validate_ks(ks: Sequence[int]) -> Tuple[int, ...]:
     return ks
 
 
+@dataclass(frozen=True)
+class MetricOptions:
+    """What :func:`retrieval_metrics` computes: R@k for ``ks``, mAP@R (``include_map``), per-query arrays
+    (``per_query``), in query chunks of ``chunk_size`` (None: chosen from the sizes)."""
+
+    ks: Sequence[int] = (1, 2, 4, 8)
+    include_map: bool = True
+    per_query: bool = False
+    chunk_size: Optional[int] = None
+
+
 def retrieval_metrics(query_emb, query_labels, gallery_emb=None, gallery_labels=None, exclude_index=None,
-                      ks: Sequence[int] = (1, 2, 4, 8), include_map: bool = True, per_query: bool = False,
-                      chunk_size: Optional[int] = None) -> Dict[str, object]:
-    """R@k (keys "R@1", ...) and "mAP@R" as fractions in [0, 1].
+                      **options) -> Dict[str, object]:
+    """R@k (keys "R@1", ...) and "mAP@R" as fractions in [0, 1]; ``options``: the fields of :class:`MetricOptions`.
 
     Without a gallery the queries are the gallery and each query excludes itself. With a gallery,
     ``exclude_index[i]`` names query ``i``'s own clean copy in the gallery (or -1).
     ``per_query=True`` adds numpy arrays: "correct@k" (bool, for every k in ``ks`` and always k=1),
     "ap@r" (float, NaN where R = 0) and "num_relevant" (R per query).
     """
+    options = MetricOptions(**options)
+    ks, include_map, per_query, chunk_size = options.ks, options.include_map, options.per_query, options.chunk_size
     ks = _validate_ks(ks)
     queries = as_float32(query_emb, "query embeddings")
     query_labels = as_label_array(query_labels, "query labels", len(queries))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from robustdml.robustness.evaluate import NEAR_ZERO_R1
+from robustdml.robustness.checks import NEAR_ZERO_R1
 from robustdml.reporting.blocks import Box, Bullets, Heading, Paragraph
-from robustdml.reporting.report import RunSummary, counts_text, seeds_text
+from robustdml.reporting.model import RunSummary, counts_text, seeds_text
 from robustdml.robustness.spec import AttackProtocol
 
 
@@ -51,8 +51,8 @@ def ers_finding(runs: List[RunSummary]) -> Optional[str]:
         return None
     others = "; ".join(f"{run.label} {run.ers_text()}" for run in scored[1:3])
     lowest = f"; lowest: {scored[-1].label} {scored[-1].ers_text()}" if len(scored) > 3 else ""
-    profile = scored[0].robustness[0]["ers"]
-    unpublished = "" if profile.get("published") else "; **not** the published ERS profile"
+    profile = scored[0].ers_results[0]
+    unpublished = "" if profile.published else "; **not** the published ERS profile"
     return (f"Highest ERS: **{scored[0].label} {scored[0].ers_text()}** of 100"
             + (f" (next: {others}{lowest})" if others else "") + _ers_leader(scored) + f"{unpublished}.")
 
@@ -75,10 +75,8 @@ def problems(run: RunSummary) -> List[str]:
     unconverged = run.not_converged()
     if unconverged:
         found.append("attack not converged at eps " + ", ".join(f"{eps:g}" for eps in unconverged))
-        accounted += sum(1 for report in run.robustness for check in report.get("convergence", {}).values()
-                         if not check["converged"])
-    masked = [r["settings"]["unbounded_R@1"] for r in run.robustness
-              if (r["settings"].get("unbounded_R@1") or 0) > NEAR_ZERO_R1]
+        accounted += sum(len(result.not_converged()) for result in run.robustness)
+    masked = [r.settings.unbounded_r1 for r in run.robustness if (r.settings.unbounded_r1 or 0) > NEAR_ZERO_R1]
     if masked:
         found.append(f"masked gradients suspected (an unbounded attack leaves R@1 at {100 * max(masked):.1f}%)")
         accounted += len(masked)

@@ -6,6 +6,7 @@ Everything renders with matplotlib's Agg backend to PNG files (no display needed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -41,14 +42,26 @@ def _legend_below(axis, labels: Sequence[str]) -> None:
     axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=_legend_columns(labels), frameon=False)
 
 
-def lines(series: Dict[str, List[tuple]], path: Path, xlabel: str, ylabel: str, title: str = "",
-          xticks: Sequence[tuple] = (), ylim: tuple = None, integer_x: bool = False,
-          reference: Optional[float] = None) -> Path:
+@dataclass(frozen=True)
+class LineStyle:
+    """How :func:`lines` draws its axes: ``title``, ``xticks`` ((position, text) pairs), ``ylim``,
+    ``integer_x`` (integer ticks, e.g. epochs) and ``reference`` (a horizontal grey line at that y)."""
+
+    title: str = ""
+    xticks: Sequence[tuple] = ()
+    ylim: Optional[tuple] = None
+    integer_x: bool = False
+    reference: Optional[float] = None
+
+
+def lines(series: Dict[str, List[tuple]], path: Path, xlabel: str, ylabel: str, **style) -> Path:
     """One line per label: ``series[label] = [(x, y) or (x, y, y_low, y_high), ...]``; with low/high
     the points get error bars (shifted a little sideways per line so they stay apart). ``xticks``:
     (position, text) pairs; ``reference``: a horizontal grey line at that y (e.g. 0 for differences).
     Any suite may use it for its own figures (e.g. a clean-R@1 difference against the training
     fraction)."""
+    style = LineStyle(**style)
+    title, xticks, ylim, integer_x, reference = style.title, style.xticks, style.ylim, style.integer_x, style.reference
     with plt.rc_context(STYLE):
         rows = -(-len(series) // _legend_columns(list(series)))
         figure, axis = plt.subplots(figsize=(5.6, 3.6 + 0.3 * rows))

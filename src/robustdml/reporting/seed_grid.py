@@ -16,14 +16,13 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from robustdml.evaluation.intervals import mean_t_interval
 from robustdml.reporting import plots
 from robustdml.reporting.blocks import Block, Bullets, Cell, Column, Figure, Heading, Paragraph, Table
+from robustdml.reporting.model import RunSummary
 
-if TYPE_CHECKING:
-    from robustdml.reporting.report import RunSummary
 
 LEVEL = 0.95
 
@@ -82,7 +81,7 @@ class Spread:
 Values = Dict[Tuple[str, float], Dict[int, float]]
 
 
-def collect(runs: Sequence["RunSummary"], keys: Dict[str, GridPosition], metric: Callable[["RunSummary"], Optional[float]]
+def collect(runs: Sequence[RunSummary], keys: Dict[str, GridPosition], metric: Callable[[RunSummary], Optional[float]]
             ) -> Values:
     """``{(method, setting): {seed: value}}`` for the runs named in ``keys`` (by run directory name)."""
     values: Values = {}
@@ -117,15 +116,15 @@ def verdict_phrase(method: str, difference: Spread) -> str:
             + (f" (95% interval {interval})" if interval else ""))
 
 
-def robust_metric(eps: float) -> Callable[["RunSummary"], Optional[float]]:
-    def metric(run: "RunSummary") -> Optional[float]:
+def robust_metric(eps: float) -> Callable[[RunSummary], Optional[float]]:
+    def metric(run: RunSummary) -> Optional[float]:
         estimate = run.robust_r1(eps)
         return None if estimate is None else estimate.value
     return metric
 
 
-def _eps_of(runs: Sequence["RunSummary"]) -> List[float]:
-    return sorted({float(eps) for run in runs for report in run.robustness[:1] for eps in report["worst_case"]})
+def _eps_of(runs: Sequence[RunSummary]) -> List[float]:
+    return sorted({float(eps) for run in runs for result in run.robustness[:1] for eps in result.worst_case})
 
 
 @dataclass
@@ -145,7 +144,7 @@ def _robust_name(eps: float) -> str:
     return f"robust R@1, eps {eps:g}"
 
 
-def _numbers(runs: Sequence["RunSummary"], keys: Dict[str, GridPosition], baseline: str) -> _Numbers:
+def _numbers(runs: Sequence[RunSummary], keys: Dict[str, GridPosition], baseline: str) -> _Numbers:
     eps_list = _eps_of(runs)
     metrics = {"R@1": lambda run: run.benign("R@1"), "mAP@R": lambda run: run.benign("mAP@R")}
     metrics.update({_robust_name(eps): robust_metric(eps) for eps in eps_list})
@@ -222,7 +221,7 @@ def _plot(numbers: _Numbers, baseline: str, setting_name: str, figures: Path) ->
 
 
 def grid_section(keys: Dict[str, GridPosition], baseline: str, setting_name: str, setting_notes: Dict[float, str],
-                 heading: str, claim: str = "") -> Callable[[List["RunSummary"], Path], List[Block]]:
+                 heading: str, claim: str = "") -> Callable[[List[RunSummary], Path], List[Block]]:
     """A ``Suite.sections`` callable for runs on a (method x setting x seed) grid: the table of mean ±
     std over seeds, the verdict per setting and the plot of the paired clean-R@1 differences.
 
@@ -230,7 +229,7 @@ def grid_section(keys: Dict[str, GridPosition], baseline: str, setting_name: str
     ``setting_notes``: a few words per setting (e.g. how many training images it means); ``claim``:
     the published claim the section tests, shown above the table."""
 
-    def section(runs: List["RunSummary"], figures: Path) -> List[Block]:
+    def section(runs: List[RunSummary], figures: Path) -> List[Block]:
         numbers = _numbers(runs, keys, baseline)
         blocks: List[Block] = [Heading(heading, anchor="over-seeds")] + ([Paragraph(claim)] if claim else [])
         return (blocks + [_table(numbers, baseline, setting_name)]
