@@ -292,10 +292,12 @@ def _cmd_benchmark(args) -> int:
 
     if args.eta is not None and args.eta < 1:
         raise ValueError(f"--eta must be >= 1, got {args.eta}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     suite = build_suite(args.suite, full=args.full, eta=args.eta)
     if args.runs:
         suite = select_runs(suite, args.runs.split(","))
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     command = " ".join(["robustdml benchmark", args.suite] + (["--full"] if args.full else [])
                        + [f"--{name} {value}" for name, value in (("eta", args.eta), ("epochs", args.epochs),
                                                                    ("runs", args.runs)) if value])
@@ -317,11 +319,17 @@ def _add_report_parser(sub) -> None:
 
 
 def _cmd_report(args) -> int:
+    from robustdml.engine.run_marker import RunDirectoryError, enclosing_run
     from robustdml.reporting.report import build_report
     from robustdml.reporting.suites import AttackProtocol
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    run = enclosing_run(args.output)
+    if run is not None:  # the report's results.json and figures would replace the run's own files
+        where = "a" if run == Path(args.output).resolve() else "inside a"
+        raise RunDirectoryError(f"--output {args.output} is {where} run directory ({run}): the report would replace "
+                                "the run's own files; choose a folder outside it")
     protocol = AttackProtocol(spec=_spec_from_args(args, _input_size(args.run_dirs[0])), seeds=tuple(range(args.seeds)))
     folder = build_report([Path(p) for p in args.run_dirs], Path(args.output), protocol=protocol,
                           command="robustdml report " + " ".join(args.run_dirs), device=args.device)

@@ -199,7 +199,7 @@ def summarise_run(path: Path, protocol: AttackProtocol, label: Optional[str] = N
                                 f"robustdml train --resume {run.path})")
     robustness = [robustness_for(run.path, protocol, seed, device=device, progress=progress) for seed in protocol.seeds]
     return RunSummary(path=run.path, label=label or run.path.name, config=TrainConfig.load(run.config_path),
-                      results=json.loads(results_path.read_text()), history=run.read_metrics(), robustness=robustness,
+                      results=run.read_results(), history=run.read_metrics(), robustness=robustness,
                       robustness_dirs=[robustness_folder(run.path, protocol, seed) for seed in protocol.seeds])
 
 
