@@ -96,3 +96,16 @@ def test_benchmark_checks_every_run_it_would_reuse_before_writing_anything(finis
     with pytest.raises(ConfigError, match=r"runs/natural holds a run trained with other settings.*epochs \(2 -> 10\)"):
         run_suite(build_suite("synthetic"), output, device="cpu", progress=False)
     assert sorted(p.name for p in output.iterdir()) == ["runs"] and not (output / "suite.yaml").exists()
+
+
+def test_benchmark_refuses_an_output_that_is_a_run_directory(run_copy, monkeypatch):
+    from robustdml.engine.run_dir import RunDirectoryError
+    from robustdml.reporting.runner import run_suite
+    from robustdml.reporting.suites import build_suite
+
+    for name in ("train", "robustness_for", "build_report"):
+        monkeypatch.setattr(f"robustdml.reporting.runner.{name}", _must_not_run(name))
+    before = sorted(p.name for p in run_copy.iterdir())
+    with pytest.raises(RunDirectoryError, match="is a run directory"):
+        run_suite(build_suite("synthetic"), run_copy, device="cpu", progress=False)
+    assert sorted(p.name for p in run_copy.iterdir()) == before

@@ -4,7 +4,6 @@ never written through a symlink, cleaned of a killed writer's temporaries.
 Each test reproduces a finding of the issue's "What we measured" (it fails on 8aa16af)."""
 
 import json
-import os
 
 import pytest
 from conftest import SYNTHETIC

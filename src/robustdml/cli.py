@@ -319,17 +319,13 @@ def _add_report_parser(sub) -> None:
 
 
 def _cmd_report(args) -> int:
-    from robustdml.engine.run_marker import RunDirectoryError, enclosing_run
+    from robustdml.engine.run_marker import refuse_output_in_run
     from robustdml.reporting.report import build_report
     from robustdml.reporting.suites import AttackProtocol
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    run = enclosing_run(args.output)
-    if run is not None:  # the report's results.json and figures would replace the run's own files
-        where = "a" if run == Path(args.output).resolve() else "inside a"
-        raise RunDirectoryError(f"--output {args.output} is {where} run directory ({run}): the report would replace "
-                                "the run's own files; choose a folder outside it")
+    refuse_output_in_run(args.output)  # the report's results.json would replace the run's own
     protocol = AttackProtocol(spec=_spec_from_args(args, _input_size(args.run_dirs[0])), seeds=tuple(range(args.seeds)))
     folder = build_report([Path(p) for p in args.run_dirs], Path(args.output), protocol=protocol,
                           command="robustdml report " + " ".join(args.run_dirs), device=args.device)

@@ -90,6 +90,16 @@ def enclosing_run(path) -> Optional[Path]:
     return None
 
 
+def refuse_output_in_run(output) -> None:
+    """Refuse ``output`` for files of another command (a report) when it is, or lies inside, a run directory:
+    its results.json and figures would replace the run's own."""
+    run = enclosing_run(output)
+    if run is not None:
+        where = "a" if run == Path(output).resolve() else "inside a"
+        raise RunDirectoryError(f"--output {output} is {where} run directory ({run}): the report would replace the "
+                                "run's own files; choose a folder outside it")
+
+
 def write_marker(path) -> None:
     atomic_write_json(Path(path) / MARKER, {"format": MARKER_FORMAT, "version": MARKER_VERSION})
 

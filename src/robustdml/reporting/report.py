@@ -12,7 +12,6 @@ Suites add their own sections with ``sections(runs, figures) -> List[Block]`` (s
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 from robustdml.attacks.suite import escalations_text
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.run_dir import RunDirectory
+from robustdml.files import atomic_write_json, atomic_write_text
 from robustdml.reporting import plots
 from robustdml.reporting.blocks import (Block, Bullets, Cell, Code, Column, Details, Figure, Grid, Heading, Legend,
                                         Paragraph, Table, link, to_html, to_markdown)
@@ -545,9 +545,9 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
                *configuration_section(runs, protocol, output), Heading("How to reproduce", 3),
                Code("\n".join(filter(None, [command, "# one run again, from its directory above:",
                                             "robustdml train --config RUN_DIR/config.yaml --output NEW_DIR"])))]
-    (output / "report.md").write_text(to_markdown(blocks, output))
-    (output / "report.html").write_text(to_html(blocks, output, title))
-    (output / "results.json").write_text(json.dumps(summary_json(runs, protocol, table), indent=2) + "\n")
+    atomic_write_text(output / "report.md", to_markdown(blocks, output))
+    atomic_write_text(output / "report.html", to_html(blocks, output, title))
+    atomic_write_json(output / "results.json", summary_json(runs, protocol, table), sort_keys=False)
     return output
 
 

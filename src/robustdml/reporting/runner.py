@@ -20,7 +20,7 @@ import yaml
 
 from robustdml.engine.config import ConfigError, TrainConfig, config_differences
 from robustdml.engine.run_dir import RunDirectory
-from robustdml.engine.run_marker import run_kind
+from robustdml.engine.run_marker import refuse_output_in_run, run_kind
 from robustdml.engine.trainer import train
 from robustdml.files import atomic_write_text
 from robustdml.reporting.report import build_report
@@ -64,6 +64,7 @@ def run_suite(suite: Suite, output: Path, device: str = "auto", progress: bool =
     ``command`` is the exact command line the report gives for reproducing it.
     """
     output = Path(output)
+    refuse_output_in_run(output)  # its report's results.json would replace the run's own
     configs = []
     for spec in suite.runs:  # every run's config, and whether a run already there may be reused, before any write
         values = {**spec.config, **(overrides or {}), "device": device, "progress": progress}
