@@ -186,7 +186,7 @@ def test_selecting_runs_keeps_suite_order_and_names_bad_ones():
 
 
 def test_unfinished_run_is_reported_clearly(tmp_path, capsys):
-    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)  # what a run killed before its first checkpoint holds
     (tmp_path / "run" / "config.yaml").write_text("dataset: synthetic-gaussian\n")
     assert main(["report", str(tmp_path / "run"), "--output", str(tmp_path / "out")]) == 2
     assert "has not finished" in capsys.readouterr().err

@@ -242,10 +242,12 @@ def _cmd_benchmark(args) -> int:
 
     if args.eta is not None and args.eta < 1:
         raise ValueError(f"--eta must be >= 1, got {args.eta}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     suite = build_suite(args.suite, full=args.full, eta=args.eta)
     if args.runs:
         suite = select_runs(suite, args.runs.split(","))
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     command = " ".join(["robustdml benchmark", args.suite] + (["--full"] if args.full else [])
                        + [f"--{name} {value}" for name, value in (("eta", args.eta), ("epochs", args.epochs),
                                                                    ("runs", args.runs)) if value])
@@ -267,11 +269,13 @@ def _add_report_parser(sub) -> None:
 
 
 def _cmd_report(args) -> int:
+    from robustdml.engine.run_marker import refuse_output_in_run
     from robustdml.reporting.report import build_report
     from robustdml.robustness.spec import AttackProtocol
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    refuse_output_in_run(args.output)  # the report's results.json would replace the run's own
     protocol = AttackProtocol(spec=_spec_from_args(args, REPORT_QUERIES), seeds=tuple(range(args.seeds)))
     folder = build_report([Path(p) for p in args.run_dirs], Path(args.output), protocol=protocol,
                           command="robustdml report " + " ".join(args.run_dirs), device=args.device)

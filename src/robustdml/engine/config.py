@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
+
+from robustdml.engine.yaml_text import DuplicateKeyError, parse_yaml  # noqa: F401 (parse_yaml: the CLI's too)
 
 
 class ConfigError(ValueError):
@@ -28,22 +28,11 @@ class ConfigError(ValueError):
 MAX_EMBEDDING_DIM = 16384
 # What may differ when a run is resumed: how long and where it runs, never what it computes.
 RESUME_SAFE_FIELDS = ("epochs", "device", "progress", "num_workers", "checkpoint_every")
+# How a run is executed, never what it computes: a finished run trained with other values of these is the same run.
+RUNTIME_FIELDS = ("device", "progress", "num_workers", "checkpoint_every", "output")
 # Config files written before dataset/model facts moved to the registries held these values for every
 # dataset/model, also where they do not apply; read such run directories as if they were unset.
 _LEGACY_DEFAULTS = {"image_size": 224, "pretrained": "imagenet"}
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but ``1e-3`` is a number (YAML 1.1 reads floats without a dot as text)."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
-
-
-def parse_yaml(text: str) -> Any:
-    """YAML text as Python values, with ``1e-3`` read as a number."""
-    return yaml.load(text, Loader=_YamlLoader)
 
 
 @dataclass
@@ -203,11 +192,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
-        """Write the YAML atomically: a crash never leaves a torn config.yaml."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
+        """Write the YAML atomically (robustdml.files): a crash never leaves a torn config.yaml, and a symlink
+        at its name is replaced, never written through."""
+        from robustdml.files import atomic_write_text
+
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any], source: str = "config") -> "TrainConfig":
@@ -229,6 +218,9 @@ class TrainConfig:
             values = parse_yaml(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except DuplicateKeyError as error:
+            raise ConfigError(f"config file {path}: field {error.key!r} is set twice (lines {error.first_line} and "
+                              f"{error.second_line}); keep one of them") from None
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"config file {path} cannot be read: {error}") from None
         except yaml.YAMLError as error:
@@ -277,6 +269,21 @@ def resume_config(saved: TrainConfig, changes: Dict[str, Any]) -> Tuple[TrainCon
                           f"started computing (only {', '.join(RESUME_SAFE_FIELDS)} may change). Start a new run "
                           "with another --output to change them")
     return TrainConfig.from_dict(values).resolved(), applied
+
+
+def config_differences(stored: TrainConfig, wanted: TrainConfig, ignore: Sequence[str] = RUNTIME_FIELDS) -> List[str]:
+    """The one comparison of settings: the fields (outside ``ignore``) in which ``wanted`` differs from the
+    config a run ``stored``, as ``field (stored -> wanted)``. Used for ``--resume`` (the checkpoint's config
+    against config.yaml) and for benchmark reuse (a run's config.yaml against what the suite asks for)."""
+    old, new = stored.resolved().to_dict(), wanted.resolved().to_dict()
+    return [f"{name} ({old[name]!r} -> {new[name]!r})" for name in old if name not in ignore and old[name] != new[name]]
+
+
+def stored_config(values: Dict[str, Any], source: str) -> TrainConfig:
+    """The resolved config a run stored (a checkpoint's ``config`` entry), read as config.yaml is read."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: the stored config is not a mapping of field: value")
+    return TrainConfig.from_dict(_drop_legacy_defaults(values), source=source).resolved()
 
 
 def _drop_legacy_defaults(values: Dict[str, Any]) -> Dict[str, Any]:

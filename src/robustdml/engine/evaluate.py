@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from robustdml.engine.checkpoint import CheckpointError, load_checkpoint
+from robustdml.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from robustdml.engine.config import TrainConfig
 from robustdml.engine.run_dir import RunDirectory, lock_run_dir
 from robustdml.engine.setup import DataSplits, build_model_for, build_splits, select_device
@@ -68,10 +68,11 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto", distributi
     config = TrainConfig.load(run.config_path, run_directory=True).resolved()
     used = checkpoint_to_load(run, config, checkpoint)
     target = select_device(device)
-    state = load_checkpoint(run.best_checkpoint if used == "best" else run.last_checkpoint, map_location=target)
+    path = run.best_checkpoint if used == "best" else run.last_checkpoint
+    state = load_checkpoint(path, map_location=target)
     splits = build_splits(config)
     model = build_model_for(config, splits.test.image_shape, from_checkpoint=True)
-    model.load_state_dict(state["model"])
+    load_model_state(model, state, path, config)
     if any(True for _ in multi_bn_modules(model)):
         set_distribution(model, distribution)
     elif distribution != CLEAN:

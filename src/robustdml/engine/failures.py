@@ -39,6 +39,8 @@ def runtime_failure(error: BaseException) -> Optional[str]:
         return "out of memory"
     if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
         return _DISK_ERRNOS.get(error.errno, "an operating-system error occurred")
+    if isinstance(error, RuntimeError) and "No space left on device" in str(error):  # torch's writers
+        return _DISK_ERRNOS[errno.ENOSPC]
     return None
 
 

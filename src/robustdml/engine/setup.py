@@ -101,6 +101,18 @@ def build_model_for(config: TrainConfig, image_shape, from_checkpoint: bool = Fa
     return model
 
 
+def build_sampler(config: TrainConfig, labels, rank: int = 0, world_size: int = 1):
+    """The batch sampler of rank ``rank`` of ``world_size``: m-per-class or SPC-2 pairs over ``labels``. Its checks
+    (enough classes for batch_size / samples_per_class, whole pairs per rank) are ValueErrors naming the fix."""
+    from robustdml.data import MPerClassBatchSampler, PairBatchSampler
+
+    common = dict(batch_size=config.batch_size, num_batches=config.steps_per_epoch, seed=config.seed, rank=rank,
+                  world_size=world_size)
+    if config.sampler == "pairs":
+        return PairBatchSampler(labels, **common)
+    return MPerClassBatchSampler(labels, m=config.samples_per_class, **common)
+
+
 @dataclass
 class Components:
     """Everything a training run is made of, built once from its config."""
@@ -109,15 +121,19 @@ class Components:
     splits: DataSplits
     model: torch.nn.Module
     defense: Any
+    sampler: Any = None     # the batch sampler of this process (see build_sampler)
 
 
-def build_components(config: TrainConfig) -> Components:
-    """The validation pass: the device, the data source, the model and the defense (with its loss, miner and
-    options) built once, before anything touches the disk. Any invalid value fails here, naming it."""
+def build_components(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Components:
+    """The validation pass: the device, the data source, the model, the defense (with its loss, miner and
+    options) and the batch sampler of process ``rank`` of ``world_size``, built once, before anything touches the
+    disk. Any invalid value fails here, naming it."""
     config = config.resolved()
     device = select_device(config.device)
     seed_everything(config.seed)  # the model's initial weights come from the run's seed
     splits = build_splits(config)
     model = build_model_for(config, splits.train.image_shape)
     defense = build_defense_for(config, splits.train.image_shape)
-    return Components(device=device, splits=splits, model=defense.prepare_model(model), defense=defense)
+    sampler = build_sampler(config, splits.train.labels, rank, world_size)
+    return Components(device=device, splits=splits, model=defense.prepare_model(model), defense=defense,
+                      sampler=sampler)

@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
-import random
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from robustdml.data.base import movable_to_device
-from robustdml.engine.checkpoint import load_checkpoint, save_checkpoint
+from robustdml.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from robustdml.engine.config import ConfigError, TrainConfig, resume_config
 from robustdml.engine.distributed import DistributedContext, init_distributed, shutdown_distributed
 from robustdml.engine.failures import RunFailed, RunInterrupted, resume_hint, runtime_failure
 from robustdml.engine.run_dir import RunDirectory, RunLock
-from robustdml.engine.setup import Components, build_components, select_device
+from robustdml.engine.resume import capture_global_rng, checked_resume_state, restore_global_rng
+from robustdml.engine.setup import Components, build_components, build_sampler, select_device
 from robustdml.models.mode import eval_mode
 
 
@@ -51,22 +49,6 @@ def mean_pairwise_distance(embeddings: torch.Tensor) -> float:
     return math.sqrt(max(2.0 * centred.pow(2).sum(dim=1).mean().item(), 0.0))
 
 
-def capture_global_rng() -> Dict[str, Any]:
-    """Global RNG states as tensors (loadable with weights_only): libraries such as PML's miners draw
-    from torch's and numpy's global generators, so an exact resume must restore them too."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
-            "numpy_pos": int(position), "numpy_gauss": [int(has_gauss), float(cached)],
-            "python": random.getstate()[1], "python_version": random.getstate()[0]}
-
-
-def restore_global_rng(state: Dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
-                         state["numpy_gauss"][0], state["numpy_gauss"][1]))
-    random.setstate((state["python_version"], tuple(state["python"]), None))
-
-
 def batches(dataset, sampler, num_workers: int, pin_memory: bool) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """Yield (images, labels) for the sampler's index lists; in-memory sets skip per-item collation."""
     if hasattr(dataset, "get_batch"):
@@ -80,9 +62,10 @@ def batches(dataset, sampler, num_workers: int, pin_memory: bool) -> Iterator[Tu
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, run: RunDirectory, resume: bool = False,
+    def __init__(self, config: TrainConfig, run: RunDirectory, state: Optional[Dict[str, Any]] = None,
                  distributed: Optional[DistributedContext] = None, components: Optional[Components] = None):
-        """``components``: the run's pieces as built by the validation pass (built here when not given)."""
+        """``state``: the checkpoint to continue from, loaded and checked (see engine.resume); ``components``: the
+        run's pieces as built by the validation pass (built here when not given). Writes nothing to the disk."""
         self.config = config.resolved()
         self.run = run
         self.dist = distributed or DistributedContext()
@@ -90,7 +73,7 @@ class Trainer:
         self.world_size = self.dist.world_size
         self.is_main = self.dist.is_main
         # Same global seed on every rank (identical initial weights); per-rank stream for adversaries.
-        components = components or build_components(self.config)
+        components = components or build_components(self.config, self.rank, self.world_size)
         self.device = components.device
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -104,25 +87,23 @@ class Trainer:
         self.defense.world_size = self.world_size
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
-        self.sampler = self._build_sampler()
+        self.sampler = components.sampler if components.sampler is not None else build_sampler(
+            self.config, self.splits.train.labels, self.rank, self.world_size)
         self.train_source = self._train_source()
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
         self.best_val = -math.inf
+        self.epoch_loss = [0.0, 0]  # sum and count of this epoch's step losses, kept in checkpoints
         self.total_passes = 0.0
         self.train_seconds = 0.0
         self._collapsed_steps = 0
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.amp == "fp16" and self.device.type == "cuda")
-        if resume and run.last_checkpoint.is_file():
-            self._load(run.last_checkpoint)
+        if state is not None:
+            self._apply(state)
         if self.epoch > self.config.epochs:
             raise ConfigError(f"invalid epochs={self.config.epochs}: the run in {run.path} has already trained "
                               f"{self.epoch} epochs; pass --epochs {self.epoch} or more")
-        if self.is_main:
-            if resume:  # rows logged after the checkpoint was written would be logged twice
-                run.truncate_metrics(self.global_step)
-            self.config.save(run.config_path)
         self._writer = None
 
     # ----------------------------------------------------------------------------- setup helpers
@@ -133,21 +114,12 @@ class Trainer:
             return train.on_device(self.device)
         return train
 
-    def _build_sampler(self):
-        from robustdml.data import MPerClassBatchSampler, PairBatchSampler
-
-        common = dict(batch_size=self.config.batch_size, num_batches=self.config.steps_per_epoch,
-                      seed=self.config.seed, rank=self.rank, world_size=self.world_size)
-        if self.config.sampler == "pairs":
-            return PairBatchSampler(self.splits.train.labels, **common)
-        return MPerClassBatchSampler(self.splits.train.labels, m=self.config.samples_per_class, **common)
-
     @property
     def writer(self):
         if self._writer is None and self.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.run.tensorboard_dir))
+            self._writer = SummaryWriter(log_dir=str(self.run.subfolder("tb")))
         return self._writer
 
     def autocast(self):
@@ -168,6 +140,7 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "best_val": self.best_val,
+            "epoch_loss": list(self.epoch_loss),
             "total_passes": self.total_passes,
             "train_seconds": self.train_seconds,
             "config": self.config.to_dict(),
@@ -175,11 +148,12 @@ class Trainer:
 
     def save(self, path) -> None:
         if self.is_main:
+            self.run.subfolder("checkpoints")  # a real folder of the run, never a symlink out of it
             save_checkpoint(self._state(), path)
 
-    def _load(self, path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+    def _apply(self, state: Dict[str, Any]) -> None:
+        """Continue from checkpoint ``state`` (of this run's last.pt)."""
+        load_model_state(self.model, state, self.run.last_checkpoint, self.config)
         self.optimizer.load_state_dict(state["optimizer"])
         self.defense.load_state_dict(state.get("defense", {}))
         self.generator.set_state(state["generator"])
@@ -189,6 +163,8 @@ class Trainer:
         self.step_in_epoch = state["step_in_epoch"]
         self.global_step = state["global_step"]
         self.best_val = state["best_val"]
+        if "epoch_loss" in state:  # checkpoints of earlier releases: the epoch's mean covers the resumed steps only
+            self.epoch_loss = [float(state["epoch_loss"][0]), int(state["epoch_loss"][1])]
         self.total_passes = state["total_passes"]
         self.train_seconds = state["train_seconds"]
 
@@ -241,11 +217,12 @@ class Trainer:
                                       self.step_in_epoch, None)
             bar = tqdm(stream, total=total, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{config.epochs}",
                        disable=not (config.progress and self.is_main), leave=False, dynamic_ncols=True)
-            losses = []
+            if self.step_in_epoch == 0:
+                self.epoch_loss = [0.0, 0]
             epoch_start = time.perf_counter()
             for images, labels in bar:
                 record = self.train_step(images, labels)
-                losses.append(record["loss"])
+                self.epoch_loss = [self.epoch_loss[0] + record["loss"], self.epoch_loss[1] + 1]
                 self.total_passes += record["passes"]
                 self.step_in_epoch += 1
                 self.global_step += 1
@@ -261,12 +238,12 @@ class Trainer:
             self.train_seconds += time.perf_counter() - epoch_start
             self.epoch += 1
             self.step_in_epoch = 0
-            self._end_of_epoch(losses)
+            self._end_of_epoch()
         return self.finish()
 
-    def _end_of_epoch(self, losses) -> None:
+    def _end_of_epoch(self) -> None:
         record: Dict[str, Any] = {"epoch": self.epoch, "step": self.global_step,
-                                  "train_loss": float(sum(losses) / max(len(losses), 1)),
+                                  "train_loss": float(self.epoch_loss[0] / max(self.epoch_loss[1], 1)),
                                   "train_seconds": self.train_seconds, "passes": self.total_passes}
         if self.splits.val is not None and self.is_main:
             metrics = self.evaluate(self.splits.val, with_nmi=False)
@@ -295,7 +272,8 @@ class Trainer:
         """Test-set metrics of the model selected on validation (or the last one without validation)."""
         selected = "last"
         if self.splits.val is not None and self.run.best_checkpoint.is_file():
-            self.model.load_state_dict(load_checkpoint(self.run.best_checkpoint, map_location=self.device)["model"])
+            best = load_checkpoint(self.run.best_checkpoint)
+            load_model_state(self.model, best, self.run.best_checkpoint, self.config)
             selected = "best-val"
         results: Dict[str, Any] = {}
         if self.is_main:
@@ -314,11 +292,13 @@ def train(config: Optional[TrainConfig], resume_dir: Optional[str] = None, chang
           overwrite: bool = False) -> Tuple[RunDirectory, Dict[str, Any]]:
     """Train ``config`` into a new run directory, or resume the run in ``resume_dir``.
 
-    A new run is validated (config, data source, model, defense, device: :func:`build_components`)
-    before anything touches the disk; its directory must be new or empty (``overwrite`` empties an
-    old run). Resuming applies ``changes`` (the fields given again) where that is safe and refuses
-    the rest (:func:`resume_config`); a finished run is not trained again unless ``changes`` asks for
-    more epochs. The run directory is locked while the run lasts (:class:`RunLock`).
+    A new run is validated (config, data source, model, defense, sampler, device: :func:`build_components`)
+    before anything touches the disk; its directory must be new or empty (``overwrite`` empties an old run) and
+    gets its config.yaml at once, so a run that fails before its first checkpoint can be resumed or
+    overwritten. Resuming applies ``changes`` (the fields given again) where that is safe and refuses the rest
+    (:func:`resume_config`), and loads and checks the checkpoint before anything changes
+    (:func:`checked_resume_state`); a finished run is not trained again unless ``changes`` asks for more epochs.
+    The run directory is locked while the run lasts (:class:`RunLock`).
     """
     if resume_dir and overwrite:
         raise ConfigError("--overwrite and --resume exclude each other: --resume continues the run, --overwrite "
@@ -330,10 +310,17 @@ def train(config: Optional[TrainConfig], resume_dir: Optional[str] = None, chang
     path = Path(config.output) if config.output else RunDirectory.default_path([config.dataset, config.loss,
                                                                                config.defense])
     context = init_distributed(components.device.type)
-    with _leaving_on_error(context), _main_rank_lock(context, path):
+    with _leaving_on_error(context):
+        components.sampler = build_sampler(config, components.splits.train.labels, context.rank, context.world_size)
         if context.is_main:
-            RunDirectory.create(str(path), [], overwrite=overwrite)
-        return _fit(config, RunDirectory(Path(context.broadcast(str(path)))), context, components, resume=False)
+            RunDirectory.check_new(path, overwrite)  # before the lock file is made in a folder that is not a run
+        with _main_rank_lock(context, path, create=True):
+            run = RunDirectory(Path(context.broadcast(str(path))))
+            with _reported_failures(run):
+                trainer = Trainer(config, run, distributed=context, components=components)  # writes nothing
+            if context.is_main:
+                config.save(RunDirectory.create(str(run.path), [], overwrite=overwrite).config_path)
+            return _fit(trainer, context)
 
 
 def _resume(run: RunDirectory, changes: Dict[str, Any]) -> Tuple[RunDirectory, Dict[str, Any]]:
@@ -343,7 +330,7 @@ def _resume(run: RunDirectory, changes: Dict[str, Any]) -> Tuple[RunDirectory, D
     saved = TrainConfig.load(run.config_path, run_directory=True)
     config, applied = resume_config(saved, changes)
     context = init_distributed(select_device(config.device).type)
-    with _leaving_on_error(context), _main_rank_lock(context, run.path):
+    with _leaving_on_error(context), _main_rank_lock(context, run.path, create=False):
         finished = run.results_path.is_file()
         if finished and config.epochs <= saved.epochs:
             if config.epochs < saved.epochs:
@@ -353,12 +340,20 @@ def _resume(run: RunDirectory, changes: Dict[str, Any]) -> Tuple[RunDirectory, D
             if context.is_main:
                 print(f"{run.path} is finished ({saved.epochs} epochs); nothing to do (pass --epochs "
                       f"{saved.epochs + 1} or more to train it longer)", file=sys.stderr)
-            return run, json.loads(run.results_path.read_text())
-        components = build_components(config)  # the validation pass, before this run writes anything
-        note: Dict[str, Any] = {"changed": applied} if applied else {}
-        if finished and context.is_main:  # a finished run's reports describe checkpoints about to change
-            note["removed"] = run.remove_reports()
-        return _fit(config, run, context, components, resume=True, note=note)
+            return run, run.read_results()
+        state = checked_resume_state(run, saved, required=finished)  # before this run changes anything
+        components = build_components(config, context.rank, context.world_size)  # the validation pass
+        with _reported_failures(run):
+            trainer = Trainer(config, run, state=state, distributed=context, components=components)
+        if context.is_main:  # the checkpoint fits: now the resumed run may write
+            note: Dict[str, Any] = {"changed": applied} if applied else {}
+            if finished:  # a finished run's reports describe checkpoints about to change
+                note["removed"] = run.remove_reports()
+            run.truncate_metrics(trainer.global_step)  # rows logged after the checkpoint would be logged twice
+            trainer.config.save(run.config_path)
+            if note:  # what changed on resuming is recorded with the metrics
+                run.log_metrics({"event": "resume", "resumed_at_step": trainer.global_step, **note})
+        return _fit(trainer, context)
 
 
 @contextlib.contextmanager
@@ -371,19 +366,16 @@ def _leaving_on_error(context: DistributedContext):
         raise
 
 
-def _main_rank_lock(context: DistributedContext, path: Path):
+def _main_rank_lock(context: DistributedContext, path: Path, create: bool):
     """The run directory's lock, held by the process that writes it (rank 0)."""
-    return RunLock(path, create=True) if context.is_main else contextlib.nullcontext()
+    return RunLock(path, create=create) if context.is_main else contextlib.nullcontext()
 
 
-def _fit(config: TrainConfig, run: RunDirectory, context: DistributedContext, components: Components,
-         resume: bool, note: Optional[Dict[str, Any]] = None) -> Tuple[RunDirectory, Dict[str, Any]]:
-    """Run the trainer; runtime failures and Ctrl-C say where the last good checkpoint is."""
+@contextlib.contextmanager
+def _reported_failures(run: RunDirectory):
+    """Runtime failures (disk full, out of memory) and Ctrl-C say where the last good checkpoint of ``run`` is."""
     try:
-        trainer = Trainer(config, run, resume=resume, distributed=context, components=components)
-        if note and context.is_main:  # what changed on resuming is recorded with the metrics
-            run.log_metrics({"event": "resume", "resumed_at_step": trainer.global_step, **note})
-        results = trainer.fit()
+        yield
     except KeyboardInterrupt:
         raise RunInterrupted(f"interrupted; {resume_hint(run.path)}") from None
     except Exception as error:
@@ -393,5 +385,11 @@ def _fit(config: TrainConfig, run: RunDirectory, context: DistributedContext, co
                             f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no details'}); "
                             f"{resume_hint(run.path)} once that is fixed") from error
         raise
+
+
+def _fit(trainer: Trainer, context: DistributedContext) -> Tuple[RunDirectory, Dict[str, Any]]:
+    """Train ``trainer``'s run to its last epoch."""
+    with _reported_failures(trainer.run):
+        results = trainer.fit()
     shutdown_distributed(context)
-    return run, results
+    return trainer.run, results

@@ -2,7 +2,9 @@
 
 A report is a list of blocks. Text in ``Paragraph``, ``Bullets``, captions and table cells may use
 four bits of inline markup, the same in both outputs: ``**bold**``, ``*italic*``, ```code``` and
-``[text](relative/link)``.
+``[text](relative/link)``. A link's target must be a path or an in-page ``#anchor`` (as :func:`link`
+writes them): link syntax with a scheme or another host, e.g. typed into a run label, is shown as typed,
+so no ``javascript:`` href can reach the page, in the HTML and the Markdown alike.
 Suites add their own sections as lists of these blocks (see ``Suite.sections``).
 
 Tables say which of their columns have a best value (``Column(best="max")``): the renderers bold
@@ -143,9 +145,25 @@ def relative(path: Path, base: Path) -> str:
         return str(path)
 
 
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
 def link(text: str, path: Path, base: Path) -> str:
-    """Inline markup for a link from a page in ``base`` to ``path`` (spaces and brackets escaped)."""
+    """Inline markup for a link from a page in ``base`` to ``path`` (spaces, brackets and colons escaped)."""
     return f"[{text}]({quote(relative(path, base))})"
+
+
+def _safe_href(href: str) -> bool:
+    """A path or an in-page anchor, as link() writes them (it escapes ':'): never a scheme (``javascript:``,
+    ``data:``) nor another host (``//host``), which only link syntax typed into a label or a path can hold."""
+    return ":" not in href and not href.startswith("//")
+
+
+def _markdown_text(text: str) -> str:
+    """``text`` for Markdown: link syntax with an unsafe target, and raw HTML tags, are escaped (shown as typed)."""
+    text = _LINK.sub(lambda m: m.group(0) if _safe_href(m.group(2)) else
+                     m.group(0).replace("[", "\\[").replace("]", "\\]"), text)
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
 
 
 # ----------------------------------------------------------------------------------------- Markdown
@@ -158,11 +176,11 @@ def _markdown(blocks: Sequence[Block], base: Path) -> List[str]:
     for block in blocks:
         if isinstance(block, Heading):
             anchor = [f'<a id="{block.anchor}"></a>', ""] if block.anchor else []
-            lines += anchor + ["#" * block.level + " " + block.text, ""]
+            lines += anchor + ["#" * block.level + " " + _markdown_text(block.text), ""]
         elif isinstance(block, Paragraph):
-            lines += [("> ⚠ " if block.style == "warning" else "") + block.text, ""]
+            lines += [("> ⚠ " if block.style == "warning" else "") + _markdown_text(block.text), ""]
         elif isinstance(block, Bullets):
-            lines += [f"- {item}" for item in block.items] + [""]
+            lines += [f"- {_markdown_text(item)}" for item in block.items] + [""]
         elif isinstance(block, Box):
             inner = _markdown(block.blocks, base)
             lines += [f"> {line}".rstrip() for line in inner[:-1]] + [""]
@@ -171,10 +189,11 @@ def _markdown(blocks: Sequence[Block], base: Path) -> List[str]:
             rows = [[f"**{_text(cell)}** {_note(cell)}".strip() if r in best[c] else _cell_text(cell)
                      for c, cell in enumerate(row)] for r, row in enumerate(block.rows)]
             lines += ["| " + " | ".join(block.header_names()) + " |", "|" + " --- |" * len(block.columns)]
-            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-            lines += ["", block.caption, ""] if block.caption else [""]
+            lines += ["| " + " | ".join(_markdown_text(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+            lines += ["", _markdown_text(block.caption), ""] if block.caption else [""]
         elif isinstance(block, Figure):
-            lines += [f"![{plain(block.caption)}]({relative(block.path, base)})", "", block.caption, ""]
+            lines += [f"![{_markdown_text(plain(block.caption))}]({relative(block.path, base)})", "",
+                      _markdown_text(block.caption), ""]
         elif isinstance(block, Grid):
             lines += _markdown(block.blocks, base)
         elif isinstance(block, Code):
@@ -183,7 +202,7 @@ def _markdown(blocks: Sequence[Block], base: Path) -> List[str]:
             lines += [f"<details{' open' if block.open else ''}><summary>{html.escape(block.summary)}</summary>", ""]
             lines += _markdown(block.blocks, base) + ["</details>", ""]
         elif isinstance(block, Legend):
-            lines += ["; ".join(meaning for _, meaning in block.items) + ".", ""]
+            lines += [_markdown_text("; ".join(meaning for _, meaning in block.items)) + ".", ""]
         else:
             raise TypeError(f"not a report block: {block!r}")
     return lines
@@ -195,8 +214,15 @@ def _note(cell) -> str:
 
 # ----------------------------------------------------------------------------------------- HTML
 _CODE = re.compile(r"`([^`]+)`")
-_INLINE = [(re.compile(r"\*\*(.+?)\*\*"), r"<b>\1</b>"), (re.compile(r"\*([^*\s][^*]*?)\*"), r"<i>\1</i>"),
-           (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r"<a href='\2'>\1</a>")]
+_INLINE = [(re.compile(r"\*\*(.+?)\*\*"), r"<b>\1</b>"), (re.compile(r"\*([^*\s][^*]*?)\*"), r"<i>\1</i>")]
+
+
+def _link_html(match: "re.Match") -> str:
+    """Link syntax (of the escaped text) as an <a> when its target is safe, else as typed."""
+    if not _safe_href(html.unescape(match.group(2))):
+        return match.group(0).replace("[", "&#91;")  # shown as typed; not matched again by the bold/italic rules
+    return f"<a href='{match.group(2)}'>{match.group(1)}</a>"
+
 
 STYLE = """
 *{box-sizing:border-box}
@@ -255,6 +281,7 @@ def inline_html(text: str) -> str:
         if index % 2:
             out.append(f"<code>{part}</code>")
             continue
+        part = _LINK.sub(_link_html, part)
         for pattern, replacement in _INLINE:
             part = pattern.sub(replacement, part)
         out.append(part)

@@ -4,7 +4,6 @@ over those seeds. Tables, figures, findings and the suites' sections read runs o
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,11 +193,7 @@ def summarise_run(path: Path, protocol: AttackProtocol, label: Optional[str] = N
     if not results_path.is_file():
         raise FileNotFoundError(f"{run.path} has no results.json: the run has not finished (resume it with "
                                 f"robustdml train --resume {run.path})")
-    try:
-        results = json.loads(results_path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{results_path} is not readable JSON ({error}); rerun the evaluation with "
-                         f"robustdml evaluate {run.path}") from None
+    results = run.read_results()
     source = RunSource.open(run.path)
     robustness = [robustness_for(run.path, protocol, seed, device=device, progress=progress, source=source)
                   for seed in protocol.seeds]

@@ -15,12 +15,11 @@ Suites add their own sections with ``sections(runs, figures) -> List[Block]`` (s
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from robustdml.files import atomic_write_text
+from robustdml.files import atomic_write_json, atomic_write_text
 from robustdml.reporting.blocks import Block, Bullets, Code, Details, Grid, Heading, Paragraph, Table, to_html, to_markdown
 from robustdml.reporting.figures import galleries_section, robust_figure, training_figures
 from robustdml.reporting.findings import how_to_read, key_findings, problems
@@ -121,7 +120,7 @@ def render_report(runs: List[RunSummary], output: Path, protocol: AttackProtocol
                                             "robustdml train --config RUN_DIR/config.yaml --output NEW_DIR"])))]
     atomic_write_text(output / "report.md", to_markdown(blocks, output))
     atomic_write_text(output / "report.html", to_html(blocks, output, page.title))
-    atomic_write_text(output / "results.json", json.dumps(summary_json(runs, protocol, table), indent=2) + "\n")
+    atomic_write_json(output / "results.json", summary_json(runs, protocol, table), sort_keys=False)
     return output
 
 
