@@ -285,7 +285,8 @@ def evaluate_robustness(model: torch.nn.Module, dataset, spec: Optional[AttackSp
                               per_query=True)
     report = RobustnessReport(clean={**_rate(clean["correct@1"]), "mAP@R": clean["mAP@R"]},
                               settings={"spec": spec.to_dict(), "spec_key": spec.key(), "spec_text": spec.describe(),
-                                        "seed": seed, "queries": len(queries), "gallery": len(labels),
+                                        "seed": seed, "queries": len(queries), "query_index": queries.tolist(),
+                                        "gallery": len(labels),
                                         "versions": _versions()})
     for eps in spec.eps if spec.attacks else ():  # attacks=() with an ERS profile: ERS only
         correct = clean["correct@1"].copy()
@@ -317,7 +318,8 @@ def evaluate_robustness(model: torch.nn.Module, dataset, spec: Optional[AttackSp
                 absorb(row, row_correct, row_ap)
                 check = convergence_check(state, spec, eps, correct, level=len(history))
             report.convergence[eps] = {**check, "escalations": history}
-        report.worst_case[eps] = {**_rate(correct), "mAP@R": float(np.nanmean(worst_ap)), "passes_per_query": passes}
+        report.worst_case[eps] = {**_rate(correct), "mAP@R": float(np.nanmean(worst_ap)), "passes_per_query": passes,
+                                  "correct": correct.astype(int).tolist()}  # per query, for paired comparisons
     if spec.ers is not None:
         report.ers = _ers(state, spec.ers, dataset)
     if spec.sanity_checks:
