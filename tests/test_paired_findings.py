@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from robustdml.evaluation.paired import holm, mcnemar_exact
-from robustdml.reporting import findings
 from robustdml.reporting.comparisons import Family, paired, wanted_comparisons
 from test_reporting import PROTOCOL, _findings, fake_run
 
@@ -56,7 +55,7 @@ def test_first_finding_is_the_paired_comparison_with_natural_training(tmp_path):
     judged = family.get(0.1, est, natural)
     assert judged.comparison.discordant == (40, 4) and judged.comparison.p_value == pytest.approx(p_10)
     assert judged.adjusted_p == pytest.approx(adjusted[1])
-    assert f"**EST** 18.3%, **beats** it: +12.0 points [" in text
+    assert "**EST** 18.3%, **beats** it: +12.0 points [" in text
     assert "eps 0.1: **EST** is the most robust" in text
     assert "EST** 41.7%, not distinguishable: +1.7 points [" in text
     assert "eps 0.05: **no clear leader**" in text

@@ -277,11 +277,13 @@ def _add_certify_parser(sub) -> None:
     parser.add_argument("--sigma", type=_float, default=0.25, help="noise std in pixel units (train with "
                                                                     "--defense gaussian-augment at the same sigma)")
     parser.add_argument("--radii", type=_float_list, default=[0.0, 0.25, 0.5, 1.0], help="l2 radii, pixel units")
-    parser.add_argument("--samples", type=int, default=1000, help="noise draws per query (certificate, judging attacks)")
+    parser.add_argument("--samples", type=int, default=1000,
+                        help="noise draws per query (for the certificate and for judging an attack)")
     parser.add_argument("--confidence", type=float, default=0.999, help="probability that the whole table holds")
     parser.add_argument("--gallery-samples", type=int, default=32, help="noise draws per stored gallery vector")
     parser.add_argument("--max-queries", type=int, default=200, help="random test queries (0 = all)")
-    parser.add_argument("--attack-steps", type=int, default=50, help="APGD l2 steps of the attack on the smoothed model")
+    parser.add_argument("--attack-steps", type=int, default=50,
+                        help="APGD l2 steps of the attack on the smoothed model")
     parser.add_argument("--eot-samples", type=int, default=8, help="noise draws averaged per attack step")
     parser.add_argument("--seed", type=int, default=0, help="seed of the queries and noise draws")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
