@@ -1,4 +1,4 @@
-"""``robustdml`` command line: train | evaluate | attack | benchmark | report | data.
+"""``robustdml`` command line: train | evaluate | attack | certify | benchmark | report | data.
 
 Flags override the YAML given with ``--config``, which overrides per-dataset defaults. Every
 invalid value is rejected before any work starts, with the field named. Exit status: 0 done,
@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from robustdml.certify.command import add_certify_parser
 from robustdml.options import number
 
 
@@ -314,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
     _add_attack_parser(sub)
+    add_certify_parser(sub)
     _add_benchmark_parser(sub)
     _add_report_parser(sub)
     _add_data_parser(sub)
@@ -333,6 +335,7 @@ INTERRUPTED = {
     "train": "interrupted before the run directory was written; nothing to resume, run the command again",
     "evaluate": "interrupted; no evaluation was written",
     "attack": "interrupted; no report was written (attack keeps no partial state: run the command again)",
+    "certify": "interrupted; no certificate was written: run the command again",
     "benchmark": "interrupted; run the same `robustdml benchmark` command again to continue (finished runs and "
                  "evaluations are kept, an interrupted run resumes from its last checkpoint)",
     "report": "interrupted; the report may be incomplete: run the command again",

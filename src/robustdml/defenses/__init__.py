@@ -3,6 +3,6 @@
 from robustdml.defenses.base import DEFENSES, Defense, StepOutput, build_defense
 
 # Importing the modules registers them.
-from robustdml.defenses import mdprop, natural, robrank, robust_tuples  # noqa: F401,E402
+from robustdml.defenses import gaussian_augment, mdprop, natural, robrank, robust_tuples  # noqa: F401,E402
 
 __all__ = ["DEFENSES", "Defense", "StepOutput", "build_defense"]

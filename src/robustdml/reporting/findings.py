@@ -1,15 +1,19 @@
 """The top of a report: key findings generated from the numbers, and how to read them.
 
-Claims are only as strong as the data: a run is "the most robust" at an eps only when its 95%
-interval does not overlap the runner-up's; otherwise the runs whose intervals overlap the highest
-one are named as statistically tied. Every finding states its basis (queries, seeds, attack), and
-a failed check (unconverged attack, masked gradients, ...) is shown before anything else.
+Claims are only as strong as the data. Runs attacked on the same queries are compared query by
+query (:mod:`robustdml.reporting.comparisons`): each defense against natural training, and a run is
+"the most robust" at an eps only when its paired difference to every other run is significant
+(exact McNemar, Holm-adjusted over the comparisons shown). Results saved without per-query outcomes
+fall back to marginal intervals: a leader only when its 95% interval does not overlap the
+runner-up's. Every finding states its basis (queries, seeds, attack), and a failed check
+(unconverged attack, masked gradients, ...) is shown before anything else.
 """
 
 from __future__ import annotations
 
 from typing import List, Optional
 
+from robustdml.reporting.comparisons import Family, baseline_run, ranked, wanted_comparisons
 from robustdml.robustness.checks import NEAR_ZERO_R1
 from robustdml.reporting.blocks import Box, Bullets, Heading, Paragraph
 from robustdml.reporting.model import RunSummary, counts_text, seeds_text
@@ -35,6 +39,38 @@ def robust_finding(runs: List[RunSummary], eps: float) -> Optional[str]:
     runner, second = rest[0]
     return (f"eps {eps:g}: **{leader.label}** is the most robust, {top.text()} against {second.text()} for the "
             f"runner-up {runner.label} (95% intervals do not overlap); {_benign_cost(runs, leader)}.")
+
+
+def baseline_finding(runs: List[RunSummary], eps: float, family: Family) -> Optional[str]:
+    """One sentence on whether each defense beats natural training at ``eps``, paired by query."""
+    baseline = baseline_run(runs)
+    parts = []
+    for run in ranked(runs, eps):
+        judged = None if run is baseline else family.get(eps, run, baseline)
+        if judged:
+            verdict = ("**beats** it" if judged.significant and judged.comparison.difference > 0 else
+                       "is **worse**" if judged.significant else "not distinguishable")
+            parts.append(f"**{run.label}** {run.robust_r1(eps).number}%, {verdict}: {judged.text()}")
+    if not parts:
+        return None
+    return (f"eps {eps:g}, against natural training ({baseline.label} {baseline.robust_r1(eps).number}%; paired on "
+            f"the same queries): " + "; ".join(parts) + ".")
+
+
+def paired_leader_finding(runs: List[RunSummary], eps: float, family: Family) -> Optional[str]:
+    """A clear leader at ``eps`` when its paired difference to every other run is significant."""
+    order = ranked(runs, eps)
+    judged = [family.get(eps, order[0], run) for run in order[1:]] if order else []
+    if not judged or not all(judged):
+        return None
+    leader, top = order[0], order[0].robust_r1(eps)
+    tied = [j for j in judged if not (j.significant and j.comparison.difference > 0)]
+    if not tied:
+        return (f"eps {eps:g}: **{leader.label}** is the most robust, {top.text()}; ahead of the runner-up "
+                f"{judged[0].b.label} by {judged[0].text()}; {_benign_cost(runs, leader)}.")
+    names = "; ".join(f"{j.b.label} {j.b.robust_r1(eps).number}% ({j.text()})" for j in tied)
+    return (f"eps {eps:g}: **no clear leader**: the highest, {leader.label} {top.text()}, is not distinguishable "
+            f"(paired on the same queries) from {names}.")
 
 
 def _benign_cost(runs: List[RunSummary], leader: RunSummary) -> str:
@@ -96,11 +132,21 @@ def warning_box(runs: List[RunSummary]) -> Optional[Paragraph]:
 
 
 def key_findings(runs: List[RunSummary], protocol: AttackProtocol) -> Box:
-    findings = [robust_finding(runs, eps) for eps in protocol.eps_list] + [ers_finding(runs)]
+    family = Family(wanted_comparisons(runs, protocol.eps_list))
+    if family.complete and len(family):
+        findings = ([baseline_finding(runs, eps, family) for eps in protocol.eps_list]
+                    + [paired_leader_finding(runs, eps, family) for eps in protocol.eps_list] + [ers_finding(runs)])
+        paired_basis = (f" Comparisons: paired on the same queries, difference in points with Newcombe's 95% interval "
+                        f"and the exact McNemar p-value, Holm-adjusted over the {len(family)} comparisons shown "
+                        f"(significant: adjusted p < 0.05).")
+    else:
+        findings = [robust_finding(runs, eps) for eps in protocol.eps_list] + [ers_finding(runs)]
+        paired_basis = (" Comparisons: marginal intervals (these results were saved without per-query "
+                        "outcomes, so no paired test)." if len(runs) > 1 else "")
     basis = (f"Basis: {counts_text(runs, 'queries')} attacked test queries per run (of "
              f"{counts_text(runs, 'test_items')} test items), {seeds_text(protocol)}; attack "
              f"`{protocol.spec.describe()}`; robust R@1 is the per-query worst case over its members. Intervals: "
-             "95% Clopper-Pearson over the attacked queries."
+             "95% Clopper-Pearson over the attacked queries." + paired_basis
              + ("" if protocol.spec.probe_queries else " No convergence check was run."))
     blocks = [Heading("Key findings")]
     warning = warning_box(runs)
