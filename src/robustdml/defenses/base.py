@@ -84,4 +84,5 @@ class Defense:
 
 
 def build_defense(name: str, **options) -> Defense:
+    """The defense registered as ``name`` (see ``DEFENSES``) with its published defaults, overridden by ``options``."""
     return DEFENSES.get(name)(**options)

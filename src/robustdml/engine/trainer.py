@@ -22,7 +22,6 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from robustdml.data.base import movable_to_device
 from robustdml.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -32,6 +31,7 @@ from robustdml.engine.failures import RunFailed, RunInterrupted, resume_hint, ru
 from robustdml.engine.run_dir import RunDirectory, RunLock
 from robustdml.engine.setup import Components, build_components, select_device
 from robustdml.models.mode import eval_mode
+from robustdml.progress import progress_bar, write_line
 
 
 class TrainingDiverged(RuntimeError):
@@ -145,9 +145,9 @@ class Trainer:
     @property
     def writer(self):
         if self._writer is None and self.is_main:
-            from torch.utils.tensorboard import SummaryWriter
+            from robustdml.engine.events import event_writer
 
-            self._writer = SummaryWriter(log_dir=str(self.run.tensorboard_dir))
+            self._writer = event_writer(self.run.tensorboard_dir)
         return self._writer
 
     def autocast(self):
@@ -239,7 +239,7 @@ class Trainer:
             total = len(self.sampler)
             stream = itertools.islice(batches(self.train_source, self.sampler, config.num_workers, pin),
                                       self.step_in_epoch, None)
-            bar = tqdm(stream, total=total, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{config.epochs}",
+            bar = progress_bar(stream, total=total, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{config.epochs}",
                        disable=not (config.progress and self.is_main), leave=False, dynamic_ncols=True)
             losses = []
             epoch_start = time.perf_counter()
@@ -279,9 +279,9 @@ class Trainer:
             self.run.log_metrics(record)
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("epoch", "step"):
-                    self.writer.add_scalar(key if "/" in key else f"train/{key}", value, self.epoch)
+                    self.writer.add_scalar(key if "/" in key else f"train/{key}", value, self.global_step)
             summary = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
-            tqdm.write(f"epoch {self.epoch}/{self.config.epochs}: {summary}")
+            write_line(f"epoch {self.epoch}/{self.config.epochs}: {summary}")
         self.save(self.run.last_checkpoint)
 
     def evaluate(self, dataset, with_nmi: bool = True) -> Dict[str, float]:

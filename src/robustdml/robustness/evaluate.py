@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from robustdml.progress import progress_bar
 
 from robustdml.attacks.engines import build_engine
 from robustdml.attacks.ensemble import EnsembleRunner, member_runs
@@ -213,7 +213,7 @@ class _Evaluation:
                                                   progress=progress)
         self.labels = labels.numpy()
         self.queries = attacked_queries(len(self.labels), spec.max_queries, seed)
-        self.bar = tqdm(desc="attacking", unit="query", disable=not progress, leave=False)
+        self.bar = progress_bar(desc="attacking", unit="query", disable=not progress, leave=False)
         self.runner = EnsembleRunner(self.context(spec, 0.0), seed=seed, batch_size=batch_size,
                                      progress=self.bar.update)
 
