@@ -360,14 +360,7 @@ def _add_console_flags(parser, default) -> None:
                         help="less output: -q hides progress bars and notes, -qq warnings too")
     parser.add_argument("-v", "--verbose", action="count", default=default(0), help="more output (debug notes)")
     parser.add_argument("--threads", type=int, default=default(None), metavar="N",
-                        help="CPU threads for torch (default: the CPUs this process may use, now "
-                             f"{_available_cpus()})")
-
-
-def _available_cpus() -> int:
-    from robustdml.console import available_cpus
-
-    return available_cpus()
+                        help="CPU threads for torch (default: the CPUs this process may use)")
 
 
 def build_parser() -> argparse.ArgumentParser:
