@@ -10,7 +10,7 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "robustdml"
 # Highest first: a layer imports only from the layers after it. Shared modules sit below every layer.
 LAYERS = ("cli", "reporting", "certify", "robustness", "engine", "defenses", "attacks", "evaluation", "losses", "models", "data")
-SHARED = ("registry", "options", "files", "version")
+SHARED = ("registry", "options", "files", "version", "console", "progress")
 MAX_LINES, MAX_PARAMETERS = 400, 8
 
 

@@ -309,8 +309,21 @@ def _cmd_data(args) -> int:
     return 0 if ready else 2
 
 
+def _add_console_flags(parser, default) -> None:
+    """-q/-v/--threads (robustdml.console), on the main parser and again on every command."""
+    parser.add_argument("-q", "--quiet", action="count", default=default(0),
+                        help="less output: -q hides progress bars and notes, -qq warnings too")
+    parser.add_argument("-v", "--verbose", action="count", default=default(0), help="more output (debug notes)")
+    parser.add_argument("--threads", type=int, default=default(None), metavar="N",
+                        help="CPU threads for torch (default: the CPUs this process may use)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from robustdml import __version__
+
     parser = argparse.ArgumentParser(prog="robustdml", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"robustdml {__version__}")
+    _add_console_flags(parser, default=lambda value: value)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
@@ -323,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in sub.choices.items():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error")
+        _add_console_flags(command, default=lambda value: argparse.SUPPRESS)
         if name != "data":
             command.add_argument("--faiss", choices=("auto", "gpu", "cpu"), default="auto",
                                  help="where faiss kNN search and k-means run (default auto: GPU when "
@@ -375,6 +389,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     try:
+        from robustdml.console import configure
+
+        configure(quiet=args.quiet, verbose=args.verbose, threads=args.threads)
         if hasattr(args, "faiss"):
             from robustdml.evaluation.faiss_backend import set_placement
 

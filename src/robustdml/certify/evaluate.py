@@ -24,7 +24,6 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from robustdml.attacks.context import load_images
 from robustdml.certify.attack import AttackSettings, attack_batch, margin_targets
@@ -32,6 +31,7 @@ from robustdml.certify.bounds import (certified_fraction, certify_query, largest
                                       mean_error_bound)
 from robustdml.certify.smoothing import check_sigma, monte_carlo_mean
 from robustdml.evaluation.retrieval import retrieval_metrics
+from robustdml.progress import progress_bar
 
 
 @dataclass
@@ -117,7 +117,7 @@ class CertifyReport:
 def _embed_gallery(model, dataset, settings: CertifySettings, device, batch_size: int, progress: bool):
     generator = torch.Generator().manual_seed(settings.seed)
     vectors = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="smoothing the gallery", disable=not progress,
+    for start in progress_bar(range(0, len(dataset), batch_size), desc="smoothing the gallery", disable=not progress,
                       leave=False):
         images = load_images(dataset, np.arange(start, min(start + batch_size, len(dataset)))).to(device)
         vectors.append(monte_carlo_mean(model, images, settings.sigma, settings.gallery_samples, generator).cpu())
@@ -147,7 +147,7 @@ def certify_model(model: torch.nn.Module, dataset, settings: Optional[CertifySet
     correct = {r: [] for r in settings.radii}
     ap = {r: [] for r in settings.radii}
     attack_passes = {r: [] for r in settings.radii}
-    for start in tqdm(range(0, len(queries), batch_size), desc="certifying", disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(queries), batch_size), desc="certifying", disable=not progress, leave=False):
         batch = queries[start:start + batch_size]
         images = load_images(dataset, batch).to(device)
         estimate = monte_carlo_mean(model, images, settings.sigma, settings.samples, draws).cpu()

@@ -62,12 +62,12 @@ class Checksum:
 
 
 def _stream(url: str, handle, label: str, progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from robustdml.progress import progress_bar
 
     request = urllib.request.Request(url, headers={"User-Agent": "robustdml"})
     with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False, disable=not progress) as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=label, leave=False, disable=not progress) as bar:
             while chunk := response.read(CHUNK_BYTES):
                 handle.write(chunk)
                 bar.update(len(chunk))
@@ -121,7 +121,7 @@ def extract(archive: Path, top: str, final: Path, progress: bool = True) -> Path
     Everything is unpacked into a temporary folder beside ``final`` first and moved into place once
     complete, so an interrupted extraction never looks like a dataset.
     """
-    from tqdm.auto import tqdm
+    from robustdml.progress import progress_bar
 
     archive, final = Path(archive), Path(final)
     if final.is_dir() and not any(final.iterdir()):
@@ -137,13 +137,13 @@ def extract(archive: Path, top: str, final: Path, progress: bool = True) -> Path
             with zipfile.ZipFile(archive) as bundle:
                 members = [m for m in bundle.namelist() if m.startswith(f"{top}/")]
                 _check_member_paths(archive, members)
-                for member in tqdm(members, desc=label, unit="file", disable=not progress, leave=False):
+                for member in progress_bar(members, desc=label, unit="file", disable=not progress, leave=False):
                     bundle.extract(member, staging)  # each member's CRC is checked as it is read
         else:
             with tarfile.open(archive) as bundle:
                 members = [m for m in bundle.getmembers() if m.name.startswith(f"{top}/")]
                 _check_member_paths(archive, [m.name for m in members])
-                for member in tqdm(members, desc=label, unit="file", disable=not progress, leave=False):
+                for member in progress_bar(members, desc=label, unit="file", disable=not progress, leave=False):
                     bundle.extract(member, staging, filter="data")
         if not (staging / top).is_dir():
             raise DownloadError(f"{archive} has no {top}/ folder; is it the right archive?")

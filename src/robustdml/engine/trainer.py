@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
-from tqdm.auto import tqdm
 
 from robustdml.data.base import movable_to_device
 from robustdml.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
@@ -30,6 +29,7 @@ from robustdml.engine.run_dir import RunDirectory, RunLock
 from robustdml.engine.resume import capture_global_rng, checked_resume_state, restore_global_rng
 from robustdml.engine.setup import Components, build_components, build_sampler, select_device
 from robustdml.models.mode import eval_mode
+from robustdml.progress import progress_bar, write_line
 
 
 class TrainingDiverged(RuntimeError):
@@ -117,9 +117,9 @@ class Trainer:
     @property
     def writer(self):
         if self._writer is None and self.is_main:
-            from torch.utils.tensorboard import SummaryWriter
+            from robustdml.engine.events import event_writer
 
-            self._writer = SummaryWriter(log_dir=str(self.run.subfolder("tb")))
+            self._writer = event_writer(self.run.subfolder("tb"))
         return self._writer
 
     def autocast(self):
@@ -215,7 +215,7 @@ class Trainer:
             total = len(self.sampler)
             stream = itertools.islice(batches(self.train_source, self.sampler, config.num_workers, pin),
                                       self.step_in_epoch, None)
-            bar = tqdm(stream, total=total, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{config.epochs}",
+            bar = progress_bar(stream, total=total, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{config.epochs}",
                        disable=not (config.progress and self.is_main), leave=False, dynamic_ncols=True)
             if self.step_in_epoch == 0:
                 self.epoch_loss = [0.0, 0]
@@ -256,9 +256,9 @@ class Trainer:
             self.run.log_metrics(record)
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("epoch", "step"):
-                    self.writer.add_scalar(key if "/" in key else f"train/{key}", value, self.epoch)
+                    self.writer.add_scalar(key if "/" in key else f"train/{key}", value, self.global_step)
             summary = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
-            tqdm.write(f"epoch {self.epoch}/{self.config.epochs}: {summary}")
+            write_line(f"epoch {self.epoch}/{self.config.epochs}: {summary}")
         self.save(self.run.last_checkpoint)
 
     def evaluate(self, dataset, with_nmi: bool = True) -> Dict[str, float]:

@@ -13,10 +13,10 @@ from typing import Iterable, Tuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from robustdml.data.checks import check_pixel_range
 from robustdml.models.mode import eval_mode
+from robustdml.progress import progress_bar
 
 
 def _batches(data, batch_size: int, num_workers: int, pin_memory: bool) -> Tuple[Iterable, int]:
@@ -52,8 +52,8 @@ def compute_embeddings(model: torch.nn.Module, dataset_or_loader, batch_size: in
     # no_grad rather than inference_mode: the outputs are used as constant targets by attacks,
     # and inference tensors cannot take part in autograd.
     with torch.no_grad(), eval_mode(model):
-        for index, (images, batch_labels) in enumerate(tqdm(batches, total=total, desc="embedding", unit="batch",
-                                                            disable=not progress, leave=False)):
+        bar = progress_bar(batches, total=total, desc="embedding", unit="batch", disable=not progress, leave=False)
+        for index, (images, batch_labels) in enumerate(bar):
             if index == 0:  # one look: 0..255 or mean/std-normalised images would run and mean nothing
                 check_pixel_range(images, "compute_embeddings: the first batch")
             embedded = model(images.to(device, non_blocking=True))

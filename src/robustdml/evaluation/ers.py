@@ -39,6 +39,7 @@ def ers_terms(scores: Mapping[str, float], clip: bool = False) -> Dict[str, floa
 
 
 def empirical_robustness_score(scores: Mapping[str, float], clip: bool = False) -> float:
+    """ERS: the plain mean of the ten terms of :func:`ers_terms` (100 = no attack changed anything)."""
     terms = ers_terms(scores, clip=clip)
     return sum(terms.values()) / len(terms)
 

@@ -94,6 +94,7 @@ def _build(registry: Registry, name: str, options):
 
 
 def build_loss(name: str, **options):
+    """The pytorch-metric-learning loss registered as ``name`` (see ``LOSSES``), with ``options`` checked."""
     return _build(LOSSES, name, options)
 
 

@@ -8,7 +8,6 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from robustdml.attacks.context import AttackContext
 from robustdml.attacks.ensemble import EnsembleRunner
@@ -16,6 +15,7 @@ from robustdml.attacks.settings import EngineSettings
 from robustdml.evaluation import compute_embeddings
 from robustdml.robustness.result import AttackRow, Rate
 from robustdml.robustness.spec import AttackSpec
+from robustdml.progress import progress_bar
 
 # One attack's row, its per-query correctness (None for attacks that only produce scores) and AP@R.
 RowResult = Tuple[AttackRow, Optional[np.ndarray], Optional[np.ndarray]]
@@ -39,7 +39,7 @@ class EvaluationState:
                                                   progress=progress)
         self.labels = labels.numpy()
         self.queries = attacked_queries(len(self.labels), spec.max_queries, seed)
-        self.bar = tqdm(desc="attacking", unit="query", disable=not progress, leave=False)
+        self.bar = progress_bar(desc="attacking", unit="query", disable=not progress, leave=False)
         self.runner = EnsembleRunner(self.context(EngineSettings(), 0.0), seed=seed, batch_size=batch_size,
                                      progress=self.bar.update)
 
