@@ -1,4 +1,4 @@
-"""The ``robustdml certify RUN`` subcommand: its flags and what it runs (the CLI registers both)."""
+"""``robustdml certify RUN``: its flags and what it runs."""
 
 from __future__ import annotations
 
